@@ -1,0 +1,61 @@
+"""Command line: `python -m digitlab train|evaluate|data`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from digitlab.data import load_mnist, mnist_splits
+from digitlab.models import DigitRecognitionCNN
+from digitlab.train import evaluate, fit, get_device, load, save, set_seed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m digitlab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train", help="train the paper's CNN on MNIST and save a checkpoint")
+    t.add_argument("--epochs", type=int, default=2)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--batch-size", type=int, default=128)
+    t.add_argument("--schedule", default="onecycle", choices=["none", "step", "onecycle", "plateau"])
+    t.add_argument("--n-train", type=int, default=None, help="train on a stratified subset of this size")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--out", default="models/seed.pt")
+    e = sub.add_parser("evaluate", help="print a checkpoint's test accuracy")
+    e.add_argument("checkpoint")
+    e.add_argument("--device", default="auto")
+    sub.add_parser("data", help="make sure MNIST is present and verified (downloads it if needed)")
+    args = parser.parse_args(argv)
+
+    if args.command == "data":
+        for split in ("train", "test"):
+            X, _ = load_mnist(split)
+            print(f"MNIST {split}: {len(X):,} images, verified")
+    elif args.command == "train":
+        set_seed(args.seed)
+        data = mnist_splits(n_train=args.n_train)
+        net = DigitRecognitionCNN()
+        print(f"Training on {len(data['train'][1]):,} images for {args.epochs} epoch(s) "
+              f"on {get_device(args.device)}")
+        start = time.perf_counter()
+        history = fit(net, data["train"], data["val"], num_epochs=args.epochs, lr=args.lr,
+                      batch_size=args.batch_size, schedule=args.schedule, seed=args.seed,
+                      device=args.device)
+        for i, epoch in enumerate(history["epoch"]):
+            print(f"epoch {epoch}: train loss {history['train_loss'][i]:.4f}, "
+                  f"val accuracy {history['val_acc'][i]:.4f}, {history['seconds'][i]:.1f} s")
+        print(f"Training took {time.perf_counter() - start:.1f} s")
+        save(net, args.out, history=history, args=vars(args))
+        print(f"Saved {args.out}; test it with `python -m digitlab evaluate {args.out}`")
+    else:
+        net, _ = load(args.checkpoint, device=str(get_device(args.device)))
+        data = mnist_splits()
+        loss, acc = evaluate(net, *data["test"])
+        print(f"test accuracy {acc:.4f} ({acc * 100:.2f}%), test loss {loss:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Figures the notebooks share: digit grids, learning curves and the like."""

@@ -1,0 +1,263 @@
+"""Train, evaluate, predict with and checkpoint a network."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from digitlab.data import PROJECT_DIR, Batches, mnist_splits, normalize
+from digitlab.models import DigitRecognitionCNN
+
+MODELS_DIR = PROJECT_DIR / "models"
+ARCHITECTURES = {"DigitRecognitionCNN": DigitRecognitionCNN}
+
+# The course's training recipe for the paper's network. Notebooks 03, 05 and 06 share the
+# checkpoint it makes (`course_model`); fast mode trains less so that CI stays quick.
+RECIPE = {"num_epochs": 8, "batch_size": 128, "lr": 2e-3, "schedule": "onecycle"}
+FAST_RECIPE = {"num_epochs": 2, "n_train": 10_000, "batch_size": 128, "lr": 2e-3, "schedule": "onecycle"}
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and PyTorch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def get_device(name: str = "auto") -> torch.device:
+    """`auto` picks CUDA, then Apple MPS, then the CPU; any other name is used as given."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """`adam`, `adamw`, `sgd` (Nesterov momentum 0.9) or `adadelta`."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"optimizer must be 'adam', 'adamw', 'sgd' or 'adadelta', not {name!r}.")
+
+
+def make_scheduler(name: str, optimizer: torch.optim.Optimizer, num_epochs: int,
+                   steps_per_epoch: int):
+    """`none`, `step` (x0.1 every third of training), `onecycle` or `plateau` (halve on a stalled val loss)."""
+    if name == "none":
+        return None
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, num_epochs // 3), gamma=0.1)
+    if name == "onecycle":
+        max_lr = optimizer.param_groups[0]["lr"]
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=max_lr, total_steps=num_epochs * steps_per_epoch)
+    if name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
+    raise ValueError(f"schedule must be 'none', 'step', 'onecycle' or 'plateau', not {name!r}.")
+
+
+def evaluate(net: nn.Module, X: Tensor, y: Tensor, batch_size: int = 1000) -> tuple[float, float]:
+    """Mean cross-entropy loss and accuracy of `net` on normalised inputs X and labels y."""
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    loss, correct = 0.0, 0
+    with torch.inference_mode():
+        for Xb, yb in Batches(X, y, batch_size):
+            Xb, yb = Xb.to(device), yb.to(device)
+            logits = net(Xb)
+            loss += F.cross_entropy(logits, yb, reduction="sum").item()
+            correct += (logits.argmax(1) == yb).sum().item()
+    net.train(was_training)
+    return loss / len(y), correct / len(y)
+
+
+def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = None, *,
+        num_epochs: int = 10, lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adam",
+        schedule: str = "onecycle", weight_decay: float = 0.0, augment: bool = False,
+        seed: int = 0, device: str = "auto", progress: bool = True) -> dict[str, list]:
+    """Train `net` on (X, y) and return its per-epoch history; Ctrl-C stops and returns what ran."""
+    device = get_device(device)
+    net.to(device)
+    X, y = (t.to(device) for t in train)
+    batches = Batches(X, y, batch_size, shuffle=True, augment=augment, seed=seed)
+    torch.manual_seed(seed)  # dropout masks
+    opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay)
+    scheduler = make_scheduler(schedule, opt, num_epochs, len(batches))
+    keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    history = {k: [] for k in keys}
+    bar = tqdm(total=num_epochs * len(batches), unit="batch", disable=not progress)
+    try:
+        for epoch in range(1, num_epochs + 1):
+            bar.set_description(f"epoch {epoch}/{num_epochs}")
+            net.train()
+            start, loss_sum, correct = time.perf_counter(), 0.0, 0
+            for i, (Xb, yb) in enumerate(batches):
+                logits = net(Xb)
+                loss = F.cross_entropy(logits, yb)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"The loss became {loss.item()} at epoch {epoch}, batch {i + 1}: training "
+                        f"diverged. Lower the learning rate (lr={lr}) or check the inputs.")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if schedule == "onecycle":
+                    scheduler.step()
+                loss_sum += loss.item() * len(yb)
+                correct += (logits.argmax(1) == yb).sum().item()
+                bar.update()
+            seconds = time.perf_counter() - start
+            val_loss, val_acc = evaluate(net, *val) if val is not None else (float("nan"),) * 2
+            if schedule == "step":
+                scheduler.step()
+            elif schedule == "plateau":
+                scheduler.step(val_loss if val is not None else loss_sum / len(y))
+            for k, v in zip(keys, [epoch, loss_sum / len(y), correct / len(y), val_loss, val_acc,
+                                   opt.param_groups[0]["lr"], seconds], strict=True):
+                history[k].append(v)
+            bar.set_postfix(loss=f"{loss_sum / len(y):.4f}", val_acc=f"{val_acc:.4f}")
+    except KeyboardInterrupt:
+        print(f"Interrupted: returning the history of the {len(history['epoch'])} finished epoch(s).")
+    finally:
+        bar.close()
+    net.eval()
+    return history
+
+
+def _as_images(images) -> Tensor:
+    """Check raw images and return them as float pixels in [0, 1], shaped [N, 28, 28]."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not isinstance(images, Tensor):
+        raise TypeError(f"images must be a torch.Tensor or numpy array, not {type(images).__name__}.")
+    shape = tuple(images.shape)
+    if images.dim() == 4 and shape[1] == 1:
+        images = images[:, 0]
+    elif images.dim() == 2:
+        images = images[None]
+    if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28) or len(images) == 0:
+        raise ValueError(
+            f"images must be 28x28 pixels shaped [28, 28], [N, 28, 28] or [N, 1, 28, 28]; got {list(shape)}. "
+            "For a picture of another size use digitlab.preprocess.to_mnist.")
+    if images.dtype == torch.uint8:
+        return images.float() / 255
+    if not images.is_floating_point():
+        raise TypeError(f"images must hold uint8 pixels (0-255) or floats in [0, 1], not {images.dtype}.")
+    images = images.float()
+    if not torch.isfinite(images).all():
+        raise ValueError("images contain NaN or infinite values.")
+    lo, hi = images.min().item(), images.max().item()
+    if lo < 0 or hi > 1:
+        raise ValueError(
+            f"float images must hold pixel values in [0, 1]; these range from {lo:.3g} to {hi:.3g}. "
+            "Pass raw pixels (uint8 0-255, or floats divided by 255), not normalised ones.")
+    return images
+
+
+def predict_proba(net: nn.Module, images, batch_size: int = 1000) -> Tensor:
+    """Class probabilities [N, 10] for raw images (uint8 0-255 or float 0-1, 28x28)."""
+    X = normalize(_as_images(images))
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    with torch.inference_mode():
+        probs = torch.cat([F.softmax(net(Xb.to(device)), dim=1).cpu()
+                           for Xb, _ in Batches(X, torch.zeros(len(X)), batch_size)])
+    net.train(was_training)
+    return probs
+
+
+def predict(net: nn.Module, images, batch_size: int = 1000) -> Tensor:
+    """Predicted digit for each raw image (uint8 0-255 or float 0-1, 28x28)."""
+    return predict_proba(net, images, batch_size).argmax(1)
+
+
+def save(net: nn.Module, path: str | Path, **meta) -> Path:
+    """Write a checkpoint (architecture, its options, weights, `meta`) atomically to `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint = {"arch": type(net).__name__, "config": getattr(net, "config", {}),
+                  "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                  "meta": meta}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(checkpoint, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
+    """Read a checkpoint written by `save` (or a bare state_dict of the paper's network)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No checkpoint at {path}. Train one with "
+                                f"`python -m digitlab train --out {path}`.")
+    try:
+        checkpoint = torch.load(path, map_location=device, weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({err}).") from err
+    if isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, Tensor) for v in checkpoint.values()):
+        checkpoint = {"arch": "DigitRecognitionCNN", "config": {}, "state_dict": checkpoint, "meta": {}}
+    if not isinstance(checkpoint, dict) or not {"arch", "state_dict"} <= checkpoint.keys():
+        raise ValueError(f"{path} is not a digitlab checkpoint: write checkpoints with digitlab.save.")
+    arch = checkpoint["arch"]
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"{path} holds a {arch!r}, which digitlab does not know; "
+                         f"known architectures: {', '.join(ARCHITECTURES)}.")
+    net = ARCHITECTURES[arch](**checkpoint.get("config", {}))
+    try:
+        net.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:
+        raise ValueError(f"{path} was saved from a different architecture than {arch}"
+                         f"({checkpoint.get('config', {})}):\n{err}") from err
+    return net.to(device).eval(), checkpoint.get("meta", {})
+
+
+def load_or_train(name: str, num_epochs: int = 10, n_train: int | None = None, seed: int = 0,
+                  model_kwargs: dict | None = None, models_dir: str | Path = MODELS_DIR,
+                  device: str = "auto", progress: bool = True, **fit_kwargs) -> tuple[nn.Module, dict]:
+    """Load the checkpoint trained with exactly these settings from `models_dir`, or train and save it."""
+    config = {"num_epochs": num_epochs, "n_train": n_train, "seed": seed,
+              "model_kwargs": model_kwargs or {}, **fit_kwargs}
+    key = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+    path = Path(models_dir) / f"{name}-{key}.pt"
+    if path.exists():
+        net, meta = load(path, device=str(get_device(device)))
+        return net, meta["history"]
+    set_seed(seed)
+    data = mnist_splits(n_train=n_train)  # the fixed split, whatever the training seed
+    net = DigitRecognitionCNN(**(model_kwargs or {}))
+    history = fit(net, data["train"], data["val"], num_epochs=num_epochs, seed=seed,
+                  device=device, progress=progress, **fit_kwargs)
+    if len(history["epoch"]) == num_epochs:
+        save(net, path, history=history, train_config=config)
+    return net, history
+
+
+def course_model(fast: bool = False, progress: bool = True) -> tuple[nn.Module, dict]:
+    """The paper's network trained with the course recipe (FAST_RECIPE if `fast`), cached in models/."""
+    return load_or_train("seed", progress=progress, **(FAST_RECIPE if fast else RECIPE))

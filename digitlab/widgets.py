@@ -1,0 +1,1 @@
+"""Interactive ipywidgets tools for the notebooks."""

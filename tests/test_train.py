@@ -1,0 +1,175 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from digitlab import train
+from digitlab.models import DigitRecognitionCNN
+from digitlab.train import evaluate, fit, get_device, load, load_or_train, predict, predict_proba, save, set_seed
+
+
+def test_get_device():
+    assert get_device("cpu").type == "cpu"
+    assert get_device().type in {"cpu", "cuda", "mps"}
+
+
+def test_short_training_run_learns(small_splits):
+    set_seed(0)
+    net = DigitRecognitionCNN()
+    history = fit(net, small_splits["train"], small_splits["val"], num_epochs=2, batch_size=64,
+                  lr=2e-3, progress=False)
+    assert history["epoch"] == [1, 2]
+    assert all(len(v) == 2 for v in history.values())
+    assert history["train_loss"][1] < history["train_loss"][0]
+    # 2,000 images, 2 epochs: a working CNN gets well past 90% on the validation set; chance is 10%.
+    assert history["val_acc"][-1] > 0.90
+    _, acc = evaluate(net, *small_splits["val"])
+    assert acc == pytest.approx(history["val_acc"][-1])
+
+
+def test_same_seed_same_numbers(small_splits):
+    X, y = small_splits["train"][0][:512], small_splits["train"][1][:512]
+    runs = []
+    for _ in range(2):
+        set_seed(1)
+        net = DigitRecognitionCNN()
+        runs.append(fit(net, (X, y), num_epochs=1, batch_size=64, progress=False)["train_loss"])
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("schedule", ["none", "step", "onecycle", "plateau"])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_schedules_and_optimizers_run(small_splits, schedule, optimizer):
+    X, y = small_splits["train"][0][:256], small_splits["train"][1][:256]
+    history = fit(DigitRecognitionCNN(), (X, y), (X, y), num_epochs=3, batch_size=64, lr=0.01,
+                  optimizer=optimizer, schedule=schedule, progress=False)
+    assert len(history["lr"]) == 3
+    if schedule == "none":
+        assert history["lr"] == [0.01] * 3
+    if schedule == "step":
+        assert history["lr"] == pytest.approx([0.001, 0.0001, 0.00001])
+
+
+def test_bad_option_names():
+    with pytest.raises(ValueError, match="optimizer must be"):
+        train.make_optimizer("adamax", DigitRecognitionCNN().parameters(), 0.1)
+    with pytest.raises(ValueError, match="schedule must be"):
+        fit(DigitRecognitionCNN(), (torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long)),
+            schedule="cosine", progress=False)
+
+
+def test_diverging_loss_stops_with_a_clear_error(small_splits):
+    X, y = small_splits["train"][0][:256].clone(), small_splits["train"][1][:256]
+    X[3, 0, 5, 5] = float("nan")
+    with pytest.raises(FloatingPointError, match="Lower the learning rate"):
+        fit(DigitRecognitionCNN(), (X, y), num_epochs=1, batch_size=64, progress=False)
+
+
+def test_interrupt_returns_history_so_far(small_splits, monkeypatch):
+    X, y = small_splits["train"][0][:128], small_splits["train"][1][:128]
+    calls = {"n": 0}
+    real = train.evaluate
+
+    def interrupt_in_second_epoch(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate", interrupt_in_second_epoch)
+    history = fit(DigitRecognitionCNN(), (X, y), (X, y), num_epochs=5, batch_size=64, progress=False)
+    assert history["epoch"] == [1]
+
+
+def test_predict_accepts_raw_images_and_checks_them():
+    set_seed(0)
+    net = DigitRecognitionCNN().eval()
+    images = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
+    probs = predict_proba(net, images)
+    assert probs.shape == (3, 10) and torch.allclose(probs.sum(1), torch.ones(3))
+    assert torch.allclose(predict_proba(net, images.float() / 255), probs, atol=1e-6)
+    assert torch.allclose(predict_proba(net, images.numpy()[:, None]), probs, atol=1e-6)
+    assert predict(net, images[0]).shape == (1,)
+    assert torch.equal(predict(net, images), probs.argmax(1))
+    with pytest.raises(ValueError, match=r"28x28.*\[3, 32, 32\].*to_mnist"):
+        predict(net, torch.zeros(3, 32, 32))
+    with pytest.raises(ValueError, match="normalised"):
+        predict(net, torch.full((28, 28), -0.42))
+    with pytest.raises(ValueError, match="NaN"):
+        predict(net, torch.full((28, 28), float("nan")))
+    with pytest.raises(TypeError, match="uint8"):
+        predict(net, torch.zeros(28, 28, dtype=torch.int32))
+    with pytest.raises(TypeError, match="list"):
+        predict(net, [[0] * 28] * 28)
+    with pytest.raises(ValueError, match="28x28"):
+        predict(net, np.zeros((0, 28, 28), dtype=np.uint8))
+
+
+def test_checkpoint_round_trip(tmp_path):
+    set_seed(0)
+    net = DigitRecognitionCNN(dropout1=0.1).eval()
+    path = save(net, tmp_path / "sub" / "net.pt", history={"val_acc": [0.5]}, note="x")
+    assert [p.name for p in path.parent.iterdir()] == ["net.pt"]  # no temporary file left behind
+    loaded, meta = load(path)
+    assert meta == {"history": {"val_acc": [0.5]}, "note": "x"}
+    assert loaded.config == net.config and not loaded.training
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(loaded(x), net(x))
+
+
+def test_bare_state_dict_of_the_paper_loads(tmp_path):
+    net = DigitRecognitionCNN()
+    torch.save(net.state_dict(), tmp_path / "paper.pt")
+    loaded, _ = load(tmp_path / "paper.pt")
+    assert torch.equal(loaded.fc1.weight, net.fc1.weight)
+
+
+def test_bad_checkpoints_give_clear_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="python -m digitlab train"):
+        load(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        load(tmp_path / "junk.pt")
+    torch.save({"arch": "ResNet", "state_dict": {}}, tmp_path / "resnet.pt")
+    with pytest.raises(ValueError, match="does not know"):
+        load(tmp_path / "resnet.pt")
+    other = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    torch.save({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": other.state_dict()},
+               tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="different architecture"):
+        load(tmp_path / "other.pt")
+    # A network saved without batch norm cannot be read back as one with it.
+    state = DigitRecognitionCNN(batch_norm=False).state_dict()
+    torch.save({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": state}, tmp_path / "nobn.pt")
+    with pytest.raises(ValueError, match="different architecture"):
+        load(tmp_path / "nobn.pt")
+
+
+def test_load_or_train_caches_by_settings(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "mnist_splits", lambda n_train=None: small_fake_splits())
+    net, history = load_or_train("tiny", num_epochs=1, n_train=64, models_dir=tmp_path, progress=False)
+    assert len(list(tmp_path.glob("tiny-*.pt"))) == 1
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("should have loaded the cached checkpoint")
+
+    monkeypatch.setattr(train, "fit", no_training)
+    again, history_again = load_or_train("tiny", num_epochs=1, n_train=64, models_dir=tmp_path)
+    assert history_again == history
+    assert torch.equal(again.fc2.weight, net.fc2.weight)
+    with pytest.raises(AssertionError, match="cached"):
+        load_or_train("tiny", num_epochs=2, n_train=64, models_dir=tmp_path)
+
+
+def small_fake_splits():
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
+    return {"train": (X, y), "val": (X[:16], y[:16]), "test": (X[:16], y[:16])}
+
+
+def test_history_values_are_plain_numbers(small_splits):
+    X, y = small_splits["train"][0][:64], small_splits["train"][1][:64]
+    history = fit(DigitRecognitionCNN(), (X, y), num_epochs=1, progress=False)
+    assert math.isnan(history["val_loss"][0])  # no validation set given
+    assert all(isinstance(v, (int, float)) for values in history.values() for v in values)
