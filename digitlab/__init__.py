@@ -4,7 +4,18 @@ import os
 
 from digitlab.data import load_mnist, mnist_splits, normalize
 from digitlab.models import DigitRecognitionCNN, count_parameters, summary
-from digitlab.train import course_model, evaluate, fit, get_device, load, load_or_train, predict, predict_proba, save, set_seed
+from digitlab.train import (
+           course_model,
+           evaluate,
+           fit,
+           get_device,
+           load,
+           load_or_train,
+           predict,
+           predict_proba,
+           save,
+           set_seed,
+)
 
 __version__ = "0.1.0"
 
