@@ -1,1 +1,223 @@
 """Figures the notebooks share: digit grids, learning curves and the like."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def _as_grid_images(X) -> np.ndarray:
+    """Images [N, H, W] or [N, 1, H, W] (tensor or array) -> float array [N, H, W]."""
+    X = X.detach().cpu().numpy() if isinstance(X, Tensor) else np.asarray(X)
+    if X.ndim == 4 and X.shape[1] == 1:
+        X = X[:, 0]
+    if X.ndim == 2:
+        X = X[None]
+    if X.ndim != 3 or len(X) == 0:
+        raise ValueError(f"images must be shaped [N, H, W] or [N, 1, H, W] with N >= 1; got {list(X.shape)}.")
+    return X.astype(np.float32)
+
+
+def show_images(X, titles=None, ncols: int = 10, scale: float = 1.0, cmap: str = "gray_r",
+                symmetric: bool = False, suptitle: str | None = None) -> np.ndarray:
+    """Show images [N, H, W] or [N, 1, H, W] in a grid, one optional title each; return the axes."""
+    X = _as_grid_images(X)
+    if titles is not None and len(titles) != len(X):
+        raise ValueError(f"got {len(X)} images but {len(titles)} titles: give one title per image.")
+    ncols = max(1, min(ncols, len(X)))
+    nrows = -(-len(X) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols * scale, 1.3 * nrows * scale), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= len(X):
+            continue
+        # symmetric: zero is the middle colour (weights, normalised inputs); else each image spans its own range.
+        vmax = (np.abs(X[i]).max() or 1.0) if symmetric else None
+        ax.imshow(X[i], cmap=cmap, vmin=-vmax if symmetric else None, vmax=vmax)
+        if titles is not None:
+            ax.set_title(str(titles[i]), fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return axes
+
+
+def plot_history(history: dict, axes=None) -> np.ndarray:
+    """Loss and accuracy per epoch, train and validation, from a `fit` history; return the two axes."""
+    missing = {"epoch", "train_loss", "val_loss", "train_acc", "val_acc"} - history.keys()
+    if missing:
+        raise ValueError(f"history lacks {sorted(missing)}: pass the dict that digitlab.fit returns.")
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    epochs = history["epoch"]
+    for ax, metric, label in zip(axes, ["loss", "acc"], ["cross-entropy loss", "accuracy"], strict=True):
+        ax.plot(epochs, history[f"train_{metric}"], "o-", label="train")
+        ax.plot(epochs, history[f"val_{metric}"], "s--", label="validation")
+        ax.set(xlabel="epoch", ylabel=label)
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].figure.tight_layout()
+    return axes
+
+
+def lr_schedule(schedule: str, lr: float, num_epochs: int, steps_per_epoch: int) -> list[float]:
+    """The learning rate at every optimisation step of `digitlab.fit`'s `schedule` (without `plateau`)."""
+    from digitlab.train import make_optimizer, make_scheduler
+
+    if schedule == "plateau":
+        raise ValueError("the 'plateau' schedule depends on the validation loss: plot history['lr'] instead.")
+    opt = make_optimizer("sgd", [torch.zeros(1, requires_grad=True)], lr)
+    scheduler = make_scheduler(schedule, opt, num_epochs, steps_per_epoch)
+    lrs = []
+    for _ in range(num_epochs):
+        for _ in range(steps_per_epoch):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            if schedule == "onecycle":
+                scheduler.step()
+        if schedule == "step":
+            scheduler.step()
+    return lrs
+
+
+def plot_embedding(Z, y, ax=None, size: float = 2.0, title: str | None = None):
+    """Scatter 2-D points Z [N, 2] coloured by class y, with a legend of the classes; return the axes."""
+    Z = Z.detach().cpu().numpy() if isinstance(Z, Tensor) else np.asarray(Z)
+    y = y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
+    if Z.ndim != 2 or Z.shape[1] != 2 or len(Z) != len(y):
+        raise ValueError(f"Z must be [N, 2] with one label per row; got Z {list(Z.shape)} and {len(y)} labels.")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 6))
+    cmap = plt.get_cmap("tab10")
+    for c in np.unique(y):
+        pts = Z[y == c]
+        ax.scatter(pts[:, 0], pts[:, 1], s=size, color=cmap(int(c) % 10), label=str(c), alpha=0.6)
+    ax.legend(markerscale=max(1.0, 6 / size), title="digit", loc="center left", bbox_to_anchor=(1, 0.5))
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_confusion(cm: Tensor, normalize: bool = False, ax=None):
+    """Confusion-matrix heatmap (rows: true, columns: predicted); `normalize`: % of each true class, diagonal hidden."""
+    import seaborn as sns
+    from matplotlib.colors import LogNorm
+
+    cm = cm.detach().cpu().numpy()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 5))
+    if normalize:
+        data = 100 * cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        annot = np.where(cm > 0, np.char.mod("%.1f", data), "")
+        sns.heatmap(data, mask=np.eye(len(cm), dtype=bool), annot=annot, fmt="", cmap="Reds", square=True,
+                    cbar_kws={"label": "% of the true class"}, ax=ax)
+        ax.set_title("row-normalised mistakes (%), diagonal hidden")
+    else:
+        annot = np.where(cm > 0, cm.astype(str), "")
+        sns.heatmap(np.where(cm > 0, cm, np.nan), annot=annot, fmt="", cmap="Blues", square=True,
+                    norm=LogNorm(vmin=1, vmax=max(cm.max(), 2)), cbar_kws={"label": "count (log scale)"}, ax=ax)
+        ax.set_title("counts (blank: none)")
+    ax.set(xlabel="predicted", ylabel="true")
+    ax.tick_params(axis="y", rotation=0)
+    return ax
+
+
+def _probability_bars(ax, p: np.ndarray, true: int, pred: int) -> None:
+    """Bars of the class probabilities p; the true class green, a wrong prediction red."""
+    colors = ["tab:gray"] * len(p)
+    colors[pred] = "tab:red" if pred != true else "tab:green"
+    colors[true] = "tab:green"
+    ax.bar(range(len(p)), p, color=colors)
+    ax.set_ylim(0, 1)
+    ax.set_xticks(range(len(p)))
+    ax.tick_params(labelsize=7, length=0)
+    ax.set_yticks([])
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+
+
+def plot_mistakes(X, probs: Tensor, y: Tensor, indices, ncols: int = 6, suptitle: str | None = None):
+    """Each chosen image with its index, true label, prediction, confidence and a bar of all class probabilities."""
+    X = _as_grid_images(X)
+    indices = [int(i) for i in indices]
+    if not indices:
+        raise ValueError("no indices to show: the selection is empty.")
+    ncols = max(1, min(ncols, len(indices)))
+    nrows = -(-len(indices) // ncols)
+    fig, axes = plt.subplots(2 * nrows, ncols, figsize=(1.5 * ncols, 2.4 * nrows), squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1] * nrows})
+    for ax in axes.flat:
+        ax.axis("off")
+    for k, i in enumerate(indices):
+        top, bottom = axes[2 * (k // ncols), k % ncols], axes[2 * (k // ncols) + 1, k % ncols]
+        p = probs[i].detach().cpu().numpy()
+        true, pred = int(y[i]), int(p.argmax())
+        top.imshow(X[i], cmap="gray_r")
+        top.set_title(f"#{i}: {true}→{pred} ({p[pred]:.2f})", fontsize=8)
+        bottom.axis("on")
+        _probability_bars(bottom, p, true, pred)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def plot_reliability(rel: dict, ax=None, title: str | None = None):
+    """Reliability diagram from `analysis.reliability`: accuracy per confidence bin against the diagonal."""
+    edges, count = rel["edges"].numpy(), rel["count"].numpy()
+    acc, conf = rel["accuracy"].numpy(), rel["confidence"].numpy()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4.5))
+    full = count > 0
+    width = np.diff(edges)[full]
+    ax.bar(edges[:-1][full], acc[full], width, align="edge", color="tab:blue", edgecolor="white", label="accuracy")
+    ax.bar(edges[:-1][full], conf[full] - acc[full], width, bottom=acc[full], align="edge", color="tab:red",
+           alpha=0.35, edgecolor="tab:red", label="gap to mean confidence")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+    for lo, w, a, n in zip(edges[:-1][full], width, acc[full], count[full], strict=True):
+        ax.text(lo + w / 2, min(a, 0.93) + 0.02, str(n), ha="center", fontsize=6, rotation=90)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (largest probability)", ylabel="accuracy")
+    ax.legend(loc="upper left", fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_saliency(X, maps: dict, titles=None, scale: float = 1.0):
+    """The images in the top row and, below, one row per saliency map (name -> [N, H, W]); return the axes."""
+    X = _as_grid_images(X)
+    rows = [("image", X, "gray_r")] + [(name, _as_grid_images(m), "inferno") for name, m in maps.items()]
+    fig, axes = plt.subplots(len(rows), len(X), figsize=(1.3 * len(X) * scale, 1.4 * len(rows) * scale),
+                             squeeze=False)
+    for r, (name, images, cmap) in enumerate(rows):
+        for c in range(len(X)):
+            axes[r, c].imshow(images[c], cmap=cmap)
+            axes[r, c].set_xticks([])
+            axes[r, c].set_yticks([])
+        axes[r, 0].set_ylabel(name, fontsize=8)
+    if titles is not None:
+        for ax, t in zip(axes[0], titles, strict=True):
+            ax.set_title(str(t), fontsize=8)
+    fig.tight_layout()
+    return axes
+
+
+def plot_mistake(x, p: Tensor, true: int, sal, title: str = ""):
+    """One digit, its class probabilities and the saliency of its prediction side by side; return the figure."""
+    x, sal = _as_grid_images(x)[0], _as_grid_images(sal)[0]
+    p = p.detach().cpu().numpy()
+    pred = int(p.argmax())
+    fig, axes = plt.subplots(1, 3, figsize=(9, 2.8), gridspec_kw={"width_ratios": [1, 1.4, 1]})
+    axes[0].imshow(x, cmap="gray_r")
+    axes[0].set_title(title or f"true {true}, predicted {pred}", fontsize=9)
+    _probability_bars(axes[1], p, true, pred)
+    axes[1].set_title("class probabilities (green: true)", fontsize=9)
+    axes[2].imshow(sal, cmap="inferno")
+    axes[2].set_title(f"saliency of '{pred}'", fontsize=9)
+    for ax in (axes[0], axes[2]):
+        ax.axis("off")
+    fig.tight_layout()
+    return fig

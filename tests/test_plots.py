@@ -1,0 +1,70 @@
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from digitlab.plots import lr_schedule, plot_embedding, plot_history, show_images
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+@pytest.mark.parametrize("shape", [(7, 28, 28), (7, 1, 28, 28)])
+def test_show_images_grid_and_titles(shape):
+    X = torch.rand(shape)
+    axes = show_images(X, titles=list("abcdefg"), ncols=3)
+    assert axes.shape == (3, 3)
+    shown = [ax for ax in axes.flat if ax.images]
+    assert len(shown) == 7
+    assert [ax.get_title() for ax in shown] == list("abcdefg")
+    np.testing.assert_allclose(shown[4].images[0].get_array(), X.reshape(7, 28, 28)[4].numpy())
+
+
+def test_show_images_symmetric_colours_centre_zero():
+    W = torch.tensor([[[-1.0, 0.5], [0.2, 0.1]]])
+    ax = show_images(W, symmetric=True, cmap="RdBu")[0, 0]
+    assert ax.images[0].get_clim() == (-1.0, 1.0)
+
+
+def test_show_images_rejects_bad_input():
+    with pytest.raises(ValueError, match="one title per image"):
+        show_images(torch.zeros(3, 28, 28), titles=["a"])
+    with pytest.raises(ValueError, match="shaped"):
+        show_images(torch.zeros(2, 3, 28, 28))
+
+
+def test_plot_history_draws_train_and_validation():
+    history = {"epoch": [1, 2, 3], "train_loss": [0.9, 0.5, 0.3], "val_loss": [0.8, 0.6, 0.5],
+               "train_acc": [0.7, 0.8, 0.9], "val_acc": [0.72, 0.79, 0.85]}
+    loss_ax, acc_ax = plot_history(history)
+    assert [line.get_label() for line in loss_ax.lines] == ["train", "validation"]
+    assert list(acc_ax.lines[1].get_ydata()) == history["val_acc"]
+    with pytest.raises(ValueError, match="val_acc"):
+        plot_history({k: v for k, v in history.items() if k != "val_acc"})
+
+
+def test_lr_schedule_matches_fit():
+    lrs = lr_schedule("onecycle", 0.01, num_epochs=2, steps_per_epoch=50)
+    assert len(lrs) == 100
+    peak = int(np.argmax(lrs))
+    assert lrs[peak] == pytest.approx(0.01)
+    assert 20 <= peak <= 40  # OneCycle warms up for 30% of the steps
+    assert lrs[0] < 0.001 and lrs[-1] < 1e-5
+    assert lr_schedule("step", 0.1, num_epochs=3, steps_per_epoch=2) == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    assert lr_schedule("none", 0.1, 1, 3) == [0.1] * 3
+    with pytest.raises(ValueError, match="validation loss"):
+        lr_schedule("plateau", 0.1, 1, 3)
+
+
+def test_plot_embedding_one_colour_per_class():
+    Z = torch.randn(30, 2)
+    y = torch.arange(30) % 3
+    ax = plot_embedding(Z, y)
+    assert len(ax.collections) == 3
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "1", "2"]
+    with pytest.raises(ValueError, match=r"\[N, 2\]"):
+        plot_embedding(torch.randn(30, 3), y)
