@@ -19,7 +19,7 @@ data: setup  ## make sure MNIST is present and verified (downloads it once)
 	$(PY) -m digitlab data
 
 lab: data  ## start JupyterLab on the course notebooks
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 lint: setup
 	$(VENV)/bin/ruff check .
