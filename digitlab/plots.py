@@ -172,13 +172,13 @@ def plot_reliability(rel: dict, ax=None, title: str | None = None):
     if ax is None:
         _, ax = plt.subplots(figsize=(4.5, 4.5))
     full = count > 0
-    width = np.diff(edges)[full]
-    ax.bar(edges[:-1][full], acc[full], width, align="edge", color="tab:blue", edgecolor="white", label="accuracy")
-    ax.bar(edges[:-1][full], conf[full] - acc[full], width, bottom=acc[full], align="edge", color="tab:red",
-           alpha=0.35, edgecolor="tab:red", label="gap to mean confidence")
+    lo, width = edges[:-1][full], np.diff(edges)[full]
+    ax.bar(lo, acc[full], width, align="edge", color="tab:blue", alpha=0.7, edgecolor="white",
+           label="accuracy of the bin")
+    ax.plot(lo + width / 2, conf[full], "_", color="tab:red", ms=10, mew=2, label="mean confidence of the bin")
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-    for lo, w, a, n in zip(edges[:-1][full], width, acc[full], count[full], strict=True):
-        ax.text(lo + w / 2, min(a, 0.93) + 0.02, str(n), ha="center", fontsize=6, rotation=90)
+    for x, a, n in zip(lo + width / 2, acc[full], count[full], strict=True):
+        ax.text(x, min(a, 0.8) + 0.03, str(n), ha="center", va="bottom", fontsize=6, rotation=90)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (largest probability)", ylabel="accuracy")
     ax.legend(loc="upper left", fontsize=8)
     if title:
@@ -187,7 +187,7 @@ def plot_reliability(rel: dict, ax=None, title: str | None = None):
 
 
 def plot_saliency(X, maps: dict, titles=None, scale: float = 1.0):
-    """The images in the top row and, below, one row per saliency map (name -> [N, H, W]); return the axes."""
+    """The images in the top row and, below, one row per saliency map (name -> [N, H, W]) outlined with the digit."""
     X = _as_grid_images(X)
     rows = [("image", X, "gray_r")] + [(name, _as_grid_images(m), "inferno") for name, m in maps.items()]
     fig, axes = plt.subplots(len(rows), len(X), figsize=(1.3 * len(X) * scale, 1.4 * len(rows) * scale),
@@ -195,6 +195,8 @@ def plot_saliency(X, maps: dict, titles=None, scale: float = 1.0):
     for r, (name, images, cmap) in enumerate(rows):
         for c in range(len(X)):
             axes[r, c].imshow(images[c], cmap=cmap)
+            if r > 0:  # outline of the digit's ink on each map
+                axes[r, c].contour(X[c], levels=[(X[c].min() + X[c].max()) / 2], colors="cyan", linewidths=0.6)
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
         axes[r, 0].set_ylabel(name, fontsize=8)
