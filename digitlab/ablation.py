@@ -1,0 +1,300 @@
+"""Ablation grids: declare factors and seeds, run each config resumably, summarise over seeds."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import itertools
+import json
+import os
+import platform
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from digitlab import data, models, train
+from digitlab.data import PROJECT_DIR, mnist_splits, stratified_split
+from digitlab.models import DigitRecognitionCNN
+from digitlab.train import evaluate, fit, set_seed
+
+RESULTS = PROJECT_DIR / "results" / "ablation.jsonl"
+
+# The paper's network with the chapter's small-data training settings. A config is this dict
+# with some values changed; `n_train=None` means all 55,000 training images.
+PAPER = {"n_train": 1000, "num_epochs": 15, "batch_size": 64, "lr": 1e-3, "optimizer": "adam",
+         "schedule": "onecycle", "weight_decay": 0.0, "augment": False,
+         "batch_norm": True, "dropout1": 0.25, "dropout2": 0.5}
+# The same network with none of the paper's three techniques against overfitting.
+BARE = {**PAPER, "batch_norm": False, "dropout1": 0.0, "dropout2": 0.0, "schedule": "none"}
+MODEL_KEYS = ("batch_norm", "dropout1", "dropout2")
+TYPES = {"num_epochs": int, "batch_size": int, "lr": float, "optimizer": str, "schedule": str,
+         "weight_decay": float, "augment": bool, "batch_norm": bool, "dropout1": float, "dropout2": float}
+OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")   # as in train.make_optimizer
+SCHEDULES = ("none", "step", "onecycle", "plateau")   # as in train.make_scheduler
+N_VAL = 1000          # validation images scored after every epoch (a fixed stratified part of the 5,000)
+N_TRAIN_EVAL = 5000   # at most this many training images are re-scored at the end for train accuracy
+
+
+def make_config(base: dict = PAPER, **changes) -> dict:
+    """`base` with `changes`; `dropout=p` (or a pair) sets both dropout rates."""
+    if "dropout" in changes:
+        p = changes.pop("dropout")
+        changes["dropout1"], changes["dropout2"] = (p, p) if np.isscalar(p) else p
+    unknown = set(changes) - set(PAPER)
+    if unknown:
+        raise ValueError(f"Unknown config keys {sorted(unknown)}; a config has the keys {sorted(PAPER)} "
+                         "(and `dropout` to set both dropout rates).")
+    config = {**base, **changes}
+    if set(config) != set(PAPER):
+        raise ValueError(f"A config needs exactly the keys {sorted(PAPER)}; got {sorted(config)}.")
+    for key, kind in TYPES.items():  # one spelling per value (0.0, not 0), so equal configs hash alike
+        value = config[key]
+        allowed = (int, float) if kind is float else kind
+        if isinstance(value, bool) != (kind is bool) or not isinstance(value, allowed):
+            raise TypeError(f"config[{key!r}] must be a {kind.__name__}, not {value!r}.")
+        config[key] = kind(value)
+    n = config["n_train"]
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= 55_000):
+        raise ValueError(f"n_train must be a whole number from 1 to 55,000 (or None for all), not {n!r}.")
+    if n == 55_000:
+        config["n_train"] = None
+    for key, names in [("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)]:
+        if config[key] not in names:
+            raise ValueError(f"{key} must be one of {names}, not {config[key]!r}.")
+    return config
+
+
+def grid(base: dict = PAPER, **factors) -> list[dict]:
+    """Every combination of the factors' values (a full factorial), each applied to `base`."""
+    names = list(factors)
+    return [make_config(base, **dict(zip(names, values, strict=True)))
+            for values in itertools.product(*(factors[n] for n in names))]
+
+
+def one_at_a_time(base: dict = PAPER, **factors) -> list[dict]:
+    """`base`, then `base` with one factor changed to each of its other values."""
+    configs = [make_config(base)]
+    for name, values in factors.items():
+        for value in values:
+            config = make_config(base, **{name: value})
+            if config not in configs:
+                configs.append(config)
+    return configs
+
+
+def config_key(config: dict) -> str:
+    """A short stable hash that names a config."""
+    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def label(config: dict, ref: dict = PAPER) -> str:
+    """A short name for `config` that lists how it differs from `ref` ("paper" if it does not)."""
+    parts = []
+    if config["batch_norm"] != ref["batch_norm"]:
+        parts.append("+BN" if config["batch_norm"] else "-BN")
+    drop, ref_drop = (config["dropout1"], config["dropout2"]), (ref["dropout1"], ref["dropout2"])
+    if drop != ref_drop:
+        parts.append("-dropout" if drop == (0, 0) else
+                     f"dropout {drop[0]:g}" if drop[0] == drop[1] else f"dropout {drop[0]:g}/{drop[1]:g}")
+    if config["schedule"] != ref["schedule"]:
+        parts.append("-schedule" if config["schedule"] == "none" else f"{config['schedule']} schedule")
+    if config["augment"] != ref["augment"]:
+        parts.append("+augment" if config["augment"] else "-augment")
+    if config["weight_decay"] != ref["weight_decay"]:
+        parts.append(f"wd {config['weight_decay']:g}")
+    if config["n_train"] != ref["n_train"]:
+        parts.append(f"{config['n_train'] or 55000:,} images")
+    if config["num_epochs"] != ref["num_epochs"]:
+        parts.append(f"{config['num_epochs']} epochs")
+    for key in ("batch_size", "lr", "optimizer"):
+        if config[key] != ref[key]:
+            parts.append(f"{key} {config[key]:g}" if key == "lr" else f"{key} {config[key]}")
+    if not parts:
+        return "paper" if ref == PAPER else "reference"
+    return " ".join(parts)
+
+
+def code_version() -> str:
+    """A hash of the code that decides a run's numbers: data, model, training, `run_one`, torch version."""
+    sources = [inspect.getsource(m) for m in (data, models, train)]
+    sources += [inspect.getsource(run_one), torch.__version__]
+    return hashlib.sha1("\n".join(sources).encode()).hexdigest()[:10]
+
+
+def load_data(n_train: int | None) -> dict:
+    """The fixed splits for `n_train` images, plus the per-epoch validation part and a training sample."""
+    splits = mnist_splits(n_train=n_train)
+    X_val, y_val = splits["val"]
+    _, keep = stratified_split(y_val, N_VAL, seed=0)
+    X, y = splits["train"]
+    return {**splits, "val_epoch": (X_val[keep], y_val[keep]),
+            "train_eval": (X[:N_TRAIN_EVAL], y[:N_TRAIN_EVAL])}
+
+
+def run_one(config: dict, seed: int, splits: dict | None = None, device: str = "auto",
+            progress: bool = False) -> dict:
+    """Train the config once with `seed` and return its record (config, history, final metrics)."""
+    config = make_config(config)
+    splits = splits or load_data(config["n_train"])
+    set_seed(seed)
+    net = DigitRecognitionCNN(**{k: config[k] for k in MODEL_KEYS})
+    fit_kwargs = {k: v for k, v in config.items() if k not in MODEL_KEYS and k != "n_train"}
+    start = time.perf_counter()
+    history = fit(net, splits["train"], splits["val_epoch"], seed=seed, device=device,
+                  progress=progress, **fit_kwargs)
+    if len(history["epoch"]) < config["num_epochs"]:
+        raise KeyboardInterrupt("Training was interrupted; the run is not recorded.")
+    final = {}
+    for split, (X, y) in [("train", splits["train_eval"]), ("val", splits["val"]), ("test", splits["test"])]:
+        final[f"{split}_loss"], final[f"{split}_acc"] = evaluate(net, X, y)
+    final["gap"] = final["train_acc"] - final["val_acc"]
+    return {"key": config_key(config), "seed": seed, "code": code_version(), "config": config,
+            "final": final, "history": history, "seconds": time.perf_counter() - start,
+            "torch": torch.__version__, "machine": f"{platform.machine()} {platform.processor()}".strip(),
+            "device": str(next(net.parameters()).device),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def load_records(path: str | Path) -> list[dict]:
+    """Every record in a JSON-lines results file (none if the file does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {i}: not a JSON record ({err}). The file was edited by hand "
+                             "or corrupted: delete that line (its run will be redone) or the file.") from err
+        missing = {"key", "seed", "code", "config", "final", "history"} - set(record)
+        if missing:
+            raise ValueError(f"{path}, line {i}: a record without {sorted(missing)}; delete that line "
+                             "(its run will be redone).")
+        records.append(record)
+    return records
+
+
+def save_record(record: dict, path: str | Path) -> None:
+    """Add `record` to the results file atomically, replacing any older record of the same config and seed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept = [r for r in load_records(path) if (r["key"], r["seed"]) != (record["key"], record["seed"])]
+    lines = [json.dumps(r, sort_keys=True) for r in [*kept, record]]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def find(records: list[dict], config: dict, seed: int, code: str | None = None) -> dict | None:
+    """The record of `config` and `seed` (made by code version `code` if given), or None."""
+    for r in records:
+        if r["config"] == config and r["seed"] == seed and code in (None, r["code"]):
+            return r
+    return None
+
+
+def run_grid(configs: list[dict], seeds: list[int], path: str | Path = RESULTS, *, saved_only: bool = False,
+             device: str = "auto", progress: bool = True) -> list[dict]:
+    """Run every (config, seed) that `path` lacks for the current code and return all their records.
+
+    Each finished run is saved at once, so an interrupted grid resumes where it stopped.
+    With `saved_only`, nothing is trained: saved records are returned, older code versions included.
+    """
+    configs = [make_config(c) for c in configs]
+    code, saved = code_version(), load_records(path)
+    todo = [(c, s) for c in configs for s in seeds if find(saved, c, s, code) is None]
+    if saved_only:
+        missing = [(label(c), s) for c, s in todo if find(saved, c, s) is None]
+        if missing:
+            raise FileNotFoundError(f"{path} has no record of {len(missing)} run(s), e.g. {missing[:3]}. "
+                                    "Run the grid without saved_only (full mode) to train them.")
+        if todo:
+            warnings.warn(f"{len(todo)} of the {len(configs) * len(seeds)} records in {path} come from another "
+                          f"version of the code (now {code}); run the grid in full mode to refresh them.",
+                          stacklevel=2)
+        return [find(saved, c, s, code) or find(saved, c, s) for c in configs for s in seeds]
+    cache = {}
+    bar = tqdm(todo, unit="run", disable=not progress or not todo)
+    for config, seed in bar:
+        bar.set_description(f"{label(config)}, seed {seed}")
+        if config["n_train"] not in cache:
+            cache = {config["n_train"]: load_data(config["n_train"])}
+        save_record(run_one(config, seed, cache[config["n_train"]], device=device), path)
+    saved = load_records(path)
+    return [find(saved, c, s, code) for c in configs for s in seeds]
+
+
+def select(records: list[dict], config: dict) -> list[dict]:
+    """The records of one config (all its seeds)."""
+    config = make_config(config)
+    return [r for r in records if r["config"] == config]
+
+
+def summarize(records: list[dict], ref: dict = PAPER) -> pd.DataFrame:
+    """Mean and standard deviation over seeds of the final metrics, one row per config, in order."""
+    metrics = ["train_acc", "val_acc", "gap", "test_acc", "train_loss", "val_loss"]
+    rows, order = {}, []
+    for r in records:
+        name = label(r["config"], ref)
+        if name not in rows:
+            rows[name], order = [], [*order, name]
+        rows[name].append(r["final"])
+    table = []
+    for name in order:
+        finals = pd.DataFrame(rows[name])
+        row = {"config": name, "seeds": len(finals)}
+        for m in metrics:
+            row[m], row[f"{m}_std"] = finals[m].mean(), finals[m].std(ddof=1) if len(finals) > 1 else 0.0
+        table.append(row)
+    return pd.DataFrame(table).set_index("config")
+
+
+def show(table: pd.DataFrame, metrics: tuple[str, ...] = ("train_acc", "val_acc", "gap", "test_acc")):
+    """The summary as 'mean ± std' strings in percent, for reading."""
+    out = pd.DataFrame({"seeds": table["seeds"]})
+    for m in metrics:
+        out[m] = [f"{100 * a:.2f} ± {100 * s:.2f}" for a, s in zip(table[m], table[f"{m}_std"], strict=True)]
+    return out
+
+
+def plot_curves(records: list[dict], metric: str = "val_loss", ref: dict = PAPER, ax=None):
+    """One line per config: `metric` per epoch, the mean over seeds, with each seed faint behind it."""
+    ax = ax or plt.subplots(figsize=(6, 4))[1]
+    groups = {}
+    for r in records:
+        groups.setdefault(label(r["config"], ref), []).append(r["history"][metric])
+    for i, (name, curves) in enumerate(groups.items()):
+        color = f"C{i % 10}"
+        curves = np.array(curves)
+        epochs = np.arange(1, curves.shape[1] + 1)
+        for c in curves:
+            ax.plot(epochs, c, color=color, alpha=0.25, lw=0.8)
+        ax.plot(epochs, curves.mean(0), color=color, lw=2, label=f"{name} ({len(curves)} seeds)")
+    ax.set(xlabel="epoch", ylabel=metric.replace("_", " "))
+    ax.legend(fontsize="small")
+    return ax
+
+
+def plot_gaps(table: pd.DataFrame, metric: str = "gap", ax=None):
+    """Bars of `metric` per config (in percentage points) with the standard deviation over seeds."""
+    ax = ax or plt.subplots(figsize=(6, 0.4 * len(table) + 1))[1]
+    ax.barh(table.index, 100 * table[metric], xerr=100 * table[f"{metric}_std"], color="C0", capsize=3)
+    ax.invert_yaxis()
+    ax.set(xlabel=f"{metric.replace('_', ' ')} (percentage points)" if metric == "gap"
+           else f"{metric.replace('_', ' ')} (%)")
+    return ax

@@ -1,0 +1,164 @@
+import json
+
+import matplotlib
+import pytest
+
+from digitlab import ablation
+from digitlab.ablation import BARE, PAPER, grid, label, load_records, make_config, one_at_a_time, run_grid
+
+matplotlib.use("Agg")
+TINY = make_config(PAPER, n_train=64, num_epochs=2, batch_size=32)
+
+
+@pytest.fixture
+def tiny_data(small_splits, monkeypatch):
+    """Replace the MNIST splits of a run by small ones, so that a run takes well under a second."""
+    X, y = small_splits["train"]
+    splits = {"train": (X[:64], y[:64]), "train_eval": (X[:64], y[:64]),
+              "val_epoch": tuple(t[:100] for t in small_splits["val"]),
+              "val": tuple(t[:200] for t in small_splits["val"]),
+              "test": tuple(t[:200] for t in small_splits["test"])}
+    monkeypatch.setattr(ablation, "load_data", lambda n_train: splits)
+    return splits
+
+
+def count_runs(monkeypatch, fail_at=None):
+    """Count calls of run_one; raise KeyboardInterrupt on call number `fail_at`."""
+    calls = []
+    real = ablation.run_one
+
+    def counted(config, seed, *args, **kwargs):
+        calls.append((label(config), seed))
+        if len(calls) == fail_at:
+            raise KeyboardInterrupt
+        return real(config, seed, *args, **kwargs)
+
+    monkeypatch.setattr(ablation, "run_one", counted)
+    return calls
+
+
+def test_make_config_normalises_and_rejects_bad_input():
+    assert make_config(dropout=0) == make_config(dropout1=0.0, dropout2=0.0)
+    assert ablation.config_key(make_config(dropout=0)) == ablation.config_key(make_config(dropout=0.0))
+    assert make_config(dropout=(0.1, 0.2))["dropout2"] == 0.2
+    assert make_config(n_train=55_000)["n_train"] is None
+    with pytest.raises(ValueError, match="Unknown config keys"):
+        make_config(batchnorm=False)
+    with pytest.raises(TypeError, match="batch_norm"):
+        make_config(batch_norm="no")
+    with pytest.raises(TypeError, match="num_epochs"):
+        make_config(num_epochs=2.5)
+    with pytest.raises(ValueError, match="n_train"):
+        make_config(n_train=0)
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        make_config(schedule="cosine")
+
+
+def test_grid_and_one_at_a_time():
+    configs = grid(PAPER, batch_norm=[True, False], dropout=[0.0, 0.5], schedule=["onecycle", "none"])
+    assert len(configs) == 8
+    assert len({ablation.config_key(c) for c in configs}) == 8
+    assert make_config(BARE) in configs
+    removed = one_at_a_time(PAPER, batch_norm=[False], dropout=[0.0], schedule=["none"])
+    assert [label(c) for c in removed] == ["paper", "-BN", "-dropout", "-schedule"]
+    added = one_at_a_time(BARE, batch_norm=[True], dropout=[(0.25, 0.5)], schedule=["onecycle"])
+    assert [label(c, BARE) for c in added] == ["reference", "+BN", "dropout 0.25/0.5", "onecycle schedule"]
+    assert label(BARE) == "-BN -dropout -schedule"
+    assert label(make_config(n_train=None, augment=True, weight_decay=1e-4)) == "+augment wd 0.0001 55,000 images"
+
+
+def test_run_grid_records_every_run_once_and_resumes(tiny_data, tmp_path, monkeypatch):
+    path = tmp_path / "results" / "grid.jsonl"
+    configs = [TINY, make_config(TINY, batch_norm=False)]
+    calls = count_runs(monkeypatch, fail_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(configs, [0, 1], path, progress=False)
+    assert len(load_records(path)) == 2  # the two finished runs, nothing half-written
+    assert not list(path.parent.glob(".*.tmp"))
+    calls.clear()
+    records = run_grid(configs, [0, 1], path, progress=False)
+    assert calls == [("-BN 64 images 2 epochs batch_size 32", 0), ("-BN 64 images 2 epochs batch_size 32", 1)]
+    assert [(r["config"]["batch_norm"], r["seed"]) for r in records] == [(True, 0), (True, 1), (False, 0), (False, 1)]
+    calls.clear()
+    assert run_grid(configs, [0, 1], path, progress=False) == records
+    assert calls == []
+    lines = path.read_text().splitlines()
+    assert len(lines) == 4 and len({(json.loads(x)["key"], json.loads(x)["seed"]) for x in lines}) == 4
+    record = records[0]
+    assert len(record["history"]["val_loss"]) == 2
+    assert record["final"]["gap"] == pytest.approx(record["final"]["train_acc"] - record["final"]["val_acc"])
+    assert record["code"] == ablation.code_version()
+
+
+def test_records_from_other_code_or_config_are_not_taken_for_current(tiny_data, tmp_path, monkeypatch):
+    path = tmp_path / "grid.jsonl"
+    run_grid([TINY], [0], path, progress=False)
+    stale = load_records(path)[0]
+    stale["code"] = "0123456789"
+    stale["final"]["test_acc"] = -1.0
+    path.write_text(json.dumps(stale) + "\n")
+    other = make_config(TINY, lr=2e-3)
+    calls = count_runs(monkeypatch)
+    with pytest.raises(FileNotFoundError, match="no record of 1 run"):
+        run_grid([other], [0], path, saved_only=True)
+    with pytest.warns(UserWarning, match="another version of the code"):
+        assert run_grid([TINY], [0], path, saved_only=True)[0]["final"]["test_acc"] == -1.0
+    assert calls == []
+    fresh = run_grid([TINY], [0], path, progress=False)[0]
+    assert len(calls) == 1 and fresh["final"]["test_acc"] >= 0
+    assert len(load_records(path)) == 1  # the stale record was replaced, not duplicated
+
+
+def test_same_seed_same_numbers(tiny_data):
+    a, b = (ablation.run_one(TINY, 3, tiny_data) for _ in range(2))
+    assert a["final"] == b["final"]
+    assert a["history"]["val_loss"] == b["history"]["val_loss"]
+
+
+def test_bad_results_file_gives_a_clear_error(tmp_path):
+    path = tmp_path / "grid.jsonl"
+    path.write_text('{"key": "a"\n')
+    with pytest.raises(ValueError, match="line 1: not a JSON record"):
+        load_records(path)
+    path.write_text('{"key": "a"}\n')
+    with pytest.raises(ValueError, match="line 1: a record without"):
+        load_records(path)
+    assert load_records(tmp_path / "missing.jsonl") == []
+
+
+def test_failed_write_leaves_the_file_as_it_was(tmp_path):
+    path = tmp_path / "grid.jsonl"
+    good = {"key": "a", "seed": 0, "code": "c", "config": {}, "final": {}, "history": {}}
+    ablation.save_record(good, path)
+    before = path.read_bytes()
+    with pytest.raises(TypeError):
+        ablation.save_record({**good, "seed": 1, "final": {"x": object()}}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["grid.jsonl"]
+
+
+def fake(config, seed, test_acc, train_acc=1.0, val_acc=0.9):
+    final = {"train_acc": train_acc, "val_acc": val_acc, "gap": train_acc - val_acc, "test_acc": test_acc,
+             "train_loss": 0.0, "val_loss": 0.3}
+    return {"config": make_config(config), "seed": seed, "final": final,
+            "history": {"val_loss": [0.5, 0.4, 0.3]}}
+
+
+def test_summarize_means_and_standard_deviations():
+    records = [fake(PAPER, 0, 0.90), fake(PAPER, 1, 0.92), fake(BARE, 0, 0.80, val_acc=0.8)]
+    table = ablation.summarize(records)
+    assert list(table.index) == ["paper", "-BN -dropout -schedule"]
+    assert table.loc["paper", "test_acc"] == pytest.approx(0.91)
+    assert table.loc["paper", "test_acc_std"] == pytest.approx(0.0141421, rel=1e-4)
+    assert table.loc["paper", "seeds"] == 2
+    assert table.loc["-BN -dropout -schedule", "gap"] == pytest.approx(0.2)
+    assert ablation.show(table).loc["paper", "test_acc"] == "91.00 ± 1.41"
+    assert len(ablation.select(records, PAPER)) == 2
+
+
+def test_plots_draw_one_line_per_config_and_seed():
+    records = [fake(PAPER, 0, 0.9), fake(PAPER, 1, 0.9), fake(BARE, 0, 0.8)]
+    ax = ablation.plot_curves(records, "val_loss")
+    assert len(ax.lines) == 3 + 2  # a faint line per seed, a bold mean per config
+    ax = ablation.plot_gaps(ablation.summarize(records))
+    assert len(ax.patches) == 2
