@@ -117,7 +117,7 @@ def label(config: dict, ref: dict = PAPER) -> str:
         if config[key] != ref[key]:
             parts.append(f"{key} {config[key]:g}" if key == "lr" else f"{key} {config[key]}")
     if not parts:
-        return "paper" if ref == PAPER else "reference"
+        return "paper" if ref == PAPER else "bare" if ref == BARE else "reference"
     return " ".join(parts)
 
 
@@ -126,6 +126,16 @@ def code_version() -> str:
     sources = [inspect.getsource(m) for m in (data, models, train)]
     sources += [inspect.getsource(run_one), torch.__version__]
     return hashlib.sha1("\n".join(sources).encode()).hexdigest()[:10]
+
+
+def machine() -> str:
+    """The CPU model (from /proc/cpuinfo where there is one) and architecture."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
+    return platform.processor() or platform.machine()
 
 
 def load_data(n_train: int | None) -> dict:
@@ -157,7 +167,7 @@ def run_one(config: dict, seed: int, splits: dict | None = None, device: str = "
     final["gap"] = final["train_acc"] - final["val_acc"]
     return {"key": config_key(config), "seed": seed, "code": code_version(), "config": config,
             "final": final, "history": history, "seconds": time.perf_counter() - start,
-            "torch": torch.__version__, "machine": f"{platform.machine()} {platform.processor()}".strip(),
+            "torch": torch.__version__, "machine": machine(), "threads": torch.get_num_threads(),
             "device": str(next(net.parameters()).device),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
@@ -243,6 +253,19 @@ def select(records: list[dict], config: dict) -> list[dict]:
     """The records of one config (all its seeds)."""
     config = make_config(config)
     return [r for r in records if r["config"] == config]
+
+
+def mean(records: list[dict], metric: str) -> float:
+    """The mean of final `metric` over records."""
+    return float(np.mean([r["final"][metric] for r in records]))
+
+
+def mean_by(records: list[dict], key: str, metric: str) -> dict:
+    """The mean of final `metric` over the records that share each value of config `key`."""
+    groups = {}
+    for r in records:
+        groups.setdefault(r["config"][key], []).append(r["final"][metric])
+    return {value: float(np.mean(v)) for value, v in groups.items()}
 
 
 def summarize(records: list[dict], ref: dict = PAPER) -> pd.DataFrame:

@@ -62,7 +62,7 @@ def test_grid_and_one_at_a_time():
     removed = one_at_a_time(PAPER, batch_norm=[False], dropout=[0.0], schedule=["none"])
     assert [label(c) for c in removed] == ["paper", "-BN", "-dropout", "-schedule"]
     added = one_at_a_time(BARE, batch_norm=[True], dropout=[(0.25, 0.5)], schedule=["onecycle"])
-    assert [label(c, BARE) for c in added] == ["reference", "+BN", "dropout 0.25/0.5", "onecycle schedule"]
+    assert [label(c, BARE) for c in added] == ["bare", "+BN", "dropout 0.25/0.5", "onecycle schedule"]
     assert label(BARE) == "-BN -dropout -schedule"
     assert label(make_config(n_train=None, augment=True, weight_decay=1e-4)) == "+augment wd 0.0001 55,000 images"
 
@@ -162,3 +162,8 @@ def test_plots_draw_one_line_per_config_and_seed():
     assert len(ax.lines) == 3 + 2  # a faint line per seed, a bold mean per config
     ax = ablation.plot_gaps(ablation.summarize(records))
     assert len(ax.patches) == 2
+
+
+def test_mean_by_groups_on_a_config_key():
+    records = [fake(PAPER, 0, 0.90), fake(PAPER, 1, 0.92), fake(BARE, 0, 0.80)]
+    assert ablation.mean_by(records, "batch_norm", "test_acc") == pytest.approx({True: 0.91, False: 0.80})

@@ -1,0 +1,86 @@
+"""Student versions of the notebooks: nbgrader's preprocessors strip solutions, hidden tests and outputs.
+
+`python -m digitlab.student` (or `make student`) writes them to build/student/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+from pathlib import Path
+
+import nbformat
+
+from digitlab.data import PROJECT_DIR
+
+NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
+OUT_DIR = PROJECT_DIR / "build" / "student"
+LEFTOVERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
+
+
+def _preprocessors() -> list:
+    """nbgrader's ClearSolutions, ClearHiddenTests and ClearOutput, in that order."""
+    try:
+        from nbgrader.preprocessors import ClearHiddenTests, ClearOutput, ClearSolutions
+    except ImportError as err:
+        raise ImportError("Student versions need nbgrader, the instructor extra: "
+                          "pip install -e '.[instructor]' (make setup installs it).") from err
+    return [ClearSolutions(), ClearHiddenTests(), ClearOutput()]
+
+
+def student_version(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """A copy of `nb` with each solution replaced by a stub, hidden tests removed and outputs cleared."""
+    nb = nbformat.from_dict(nb)  # a deep copy: the preprocessors edit cells in place
+    resources = {}
+    for preprocessor in _preprocessors():
+        nb, resources = preprocessor.preprocess(nb, resources)
+    for i, cell in enumerate(nb.cells):
+        left = [word for word in LEFTOVERS if word in cell.source]
+        if left:
+            raise ValueError(f"Cell {i} still holds {left} after nbgrader's preprocessors: give that cell "
+                             "nbgrader metadata (a solution or graded test cell) or remove the markers.")
+    return nb
+
+
+def is_exercise(nb: nbformat.NotebookNode) -> bool:
+    """True if any cell of `nb` carries nbgrader metadata."""
+    return any("nbgrader" in cell.metadata for cell in nb.cells)
+
+
+def write_student_versions(notebooks: list[Path] | None = None, out_dir: str | Path = OUT_DIR) -> list[Path]:
+    """Write the student version of each notebook (default: all numbered ones) into `out_dir`."""
+    notebooks = notebooks if notebooks is not None else sorted(NOTEBOOKS_DIR.glob("[0-9]*.ipynb"))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in map(Path, notebooks):
+        if not path.exists():
+            raise FileNotFoundError(f"No notebook at {path}.")
+        nb = student_version(nbformat.read(path, as_version=4))
+        target = out_dir / path.name
+        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                nbformat.write(nb, f)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written.append(target)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: write student versions and say which hold exercises."""
+    parser = argparse.ArgumentParser(prog="python -m digitlab.student", description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path, help="notebooks to convert (default: all in notebooks/)")
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help=f"output folder (default: {OUT_DIR})")
+    args = parser.parse_args(argv)
+    for path in write_student_versions(args.notebooks or None, args.out):
+        kind = "exercises" if is_exercise(nbformat.read(path, as_version=4)) else "outputs cleared"
+        print(f"{path}  ({kind})")
+
+
+if __name__ == "__main__":
+    main()
