@@ -1,0 +1,148 @@
+"""Turn any picture of a digit into a 28x28 MNIST-style image, the way MNIST itself was made."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# MNIST's recipe: the digit's bounding box is scaled to fit 20x20 pixels (keeping its aspect
+# ratio), then the digit is placed in a 28x28 frame with its centre of mass at pixel (14, 14).
+BOX = 20
+SIZE = 28
+CENTRE = 14.0
+# A pixel counts as ink when it is at least this far from the background, as a share of the
+# darkest (or brightest) stroke; fainter specks (paper texture, JPEG noise) are dropped.
+INK_THRESHOLD = 0.25
+# Below this contrast (on a 0-1 scale) between ink and background the picture is blank.
+MIN_CONTRAST = 0.1
+
+
+def as_grayscale(image) -> np.ndarray:
+    """A PIL image, file path, numpy array or tensor (gray, RGB or RGBA) -> float gray [H, W] in [0, 1]."""
+    if isinstance(image, (str, Path)):
+        image = _open(image)
+    if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
+        image = np.asarray(image.convert("RGBA") if image.mode in ("RGBA", "LA", "P", "PA") else image.convert("L"))
+    if isinstance(image, Tensor):
+        image = image.detach().cpu().numpy()
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"image must be a PIL image, file path, numpy array or torch tensor, "
+                        f"not {type(image).__name__}.")
+    x = image
+    if x.ndim == 3 and x.shape[0] in (1, 3, 4) and x.shape[-1] not in (1, 3, 4):
+        x = np.moveaxis(x, 0, -1)  # channels first -> channels last
+    if x.ndim == 3 and x.shape[-1] == 1:
+        x = x[..., 0]
+    if not (x.ndim == 2 or (x.ndim == 3 and x.shape[-1] in (3, 4))):
+        raise ValueError(f"image must be gray [H, W], RGB [H, W, 3] or RGBA [H, W, 4]; got shape {list(image.shape)}.")
+    if min(x.shape[:2]) < 2:
+        raise ValueError(f"image is too small to hold a digit: {x.shape[1]}x{x.shape[0]} pixels.")
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / 255
+    elif x.dtype == np.bool_:
+        x = x.astype(np.float32)
+    elif np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise ValueError("image contains NaN or infinite values.")
+        if x.min() < 0 or x.max() > 1:
+            raise ValueError(f"float images must hold values in [0, 1]; this one ranges from {x.min():.3g} "
+                             f"to {x.max():.3g}. Divide 0-255 pixels by 255.")
+    else:
+        raise TypeError(f"image pixels must be uint8 (0-255), bool or float (0-1), not {x.dtype}.")
+    if x.ndim == 3:
+        gray = x[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        if x.shape[-1] == 4:  # transparent pixels are background: lay the picture on white paper
+            alpha = x[..., 3]
+            gray = gray * alpha + (1 - alpha)
+        x = gray
+    return np.clip(x, 0, 1)
+
+
+def _open(path: str | Path):
+    """Open an image file with PIL, with a clear error if it is missing or not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im
+    except FileNotFoundError:
+        raise FileNotFoundError(f"No image file at {path}.") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"{path} is not an image file PIL can read ({err}).") from err
+
+
+def ink(image) -> np.ndarray:
+    """Ink strength [H, W] in [0, 1] (1 = strongest stroke, 0 = background), for dark-on-light or light-on-dark."""
+    x = as_grayscale(image)
+    border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
+    background = float(np.median(border))
+    if background > 0.5:  # dark ink on light paper: flip so that ink is bright, like MNIST
+        x, background = 1 - x, 1 - background
+    contrast = float(x.max()) - background
+    if contrast < MIN_CONTRAST:
+        raise ValueError(
+            f"No digit found: the picture is blank or almost uniform (ink-to-background contrast {contrast:.2f}, "
+            f"needs at least {MIN_CONTRAST}). Draw or photograph a darker, thicker digit.")
+    strength = np.clip((x - background) / contrast, 0, 1)
+    strength[strength < INK_THRESHOLD] = 0
+    return strength
+
+
+def crop_to_ink(strength: np.ndarray) -> np.ndarray:
+    """The smallest rectangle that holds every ink pixel."""
+    rows, cols = np.flatnonzero(strength.any(1)), np.flatnonzero(strength.any(0))
+    return strength[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+
+
+def fit_box(digit: np.ndarray, box: int = BOX) -> np.ndarray:
+    """Scale so the longer side is `box` pixels, keeping the aspect ratio; the strongest ink stays 1, as in MNIST."""
+    h, w = digit.shape
+    scale = box / max(h, w)
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    x = torch.from_numpy(np.ascontiguousarray(digit))[None, None]
+    x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    x = x[0, 0].clamp(0, 1)
+    return (x / x.max()).numpy()
+
+
+def centre_of_mass(digit: np.ndarray) -> tuple[float, float]:
+    """(row, column) of the ink's centre of mass, in pixel coordinates."""
+    total = digit.sum()
+    rows, cols = np.arange(digit.shape[0]), np.arange(digit.shape[1])
+    return float(digit.sum(1) @ rows / total), float(digit.sum(0) @ cols / total)
+
+
+def centre_in_frame(digit: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """Paste `digit` into a size x size frame with its centre of mass at the frame's centre (whole pixels)."""
+    h, w = digit.shape
+    cy, cx = centre_of_mass(digit)
+    top = int(np.clip(round(CENTRE - cy), 0, size - h))
+    left = int(np.clip(round(CENTRE - cx), 0, size - w))
+    frame = np.zeros((size, size), dtype=np.float32)
+    frame[top: top + h, left: left + w] = digit
+    return frame
+
+
+def preprocess_steps(image) -> dict[str, np.ndarray]:
+    """Every stage of `to_mnist` as a picture: input, ink, cropped, scaled (20x20 box), centred (28x28)."""
+    gray = as_grayscale(image)
+    strength = ink(gray)
+    cropped = crop_to_ink(strength)
+    scaled = fit_box(cropped)
+    return {"input": gray, "ink": strength, "cropped": cropped, "scaled": scaled, "centred": centre_in_frame(scaled)}
+
+
+def to_mnist(image) -> Tensor:
+    """Any picture of one digit -> a float32 [28, 28] MNIST-style image: white ink on black, pixels in [0, 1].
+
+    Accepts a PIL image, an image file path, a numpy array or a tensor: gray, RGB or RGBA,
+    any size, dark-on-light or light-on-dark. The result goes straight into `digitlab.predict`,
+    `Predictor` or `digitlab.normalize`.
+    """
+    return torch.from_numpy(preprocess_steps(image)["centred"])

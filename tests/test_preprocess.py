@@ -1,0 +1,114 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from digitlab.data import load_mnist
+from digitlab.preprocess import as_grayscale, centre_of_mass, preprocess_steps, to_mnist
+from digitlab.train import course_model, predict
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_mnist("test")
+    return X[:200], y[:200]
+
+
+def paste(digit: torch.Tensor, scale: float, top: int, left: int, size=(160, 130)) -> np.ndarray:
+    """An MNIST digit scaled up and drawn dark-on-white at (top, left) of a larger uint8 picture."""
+    big = F.interpolate(digit.float()[None, None] / 255, scale_factor=scale, mode="bilinear")[0, 0]
+    canvas = torch.zeros(size)
+    canvas[top: top + big.shape[0], left: left + big.shape[1]] = big.clamp(0, 1)
+    return (255 * (1 - canvas)).round().to(torch.uint8).numpy()
+
+
+def test_moved_and_rescaled_digit_comes_back_close_and_classified_the_same(digits):
+    X, _ = digits
+    restored = torch.stack([to_mnist(paste(x, scale=3.5, top=40, left=25)) for x in X])
+    original = X.float() / 255
+    diff = (restored - original).abs().mean((1, 2))
+    # Resampling blurs edges a little; the strokes themselves land on the same pixels.
+    assert diff.mean() < 0.05 and diff.max() < 0.12
+    net, _ = course_model(fast=True, progress=False)
+    agree = (predict(net, restored) == predict(net, X)).float().mean().item()
+    assert agree >= 0.97
+
+
+def test_output_is_mnist_shaped_centred_and_scaled(digits):
+    out = to_mnist(paste(digits[0][3], scale=2.2, top=5, left=60))
+    assert out.shape == (28, 28) and out.dtype == torch.float32
+    assert out.min() >= 0 and out.max() == 1
+    cy, cx = centre_of_mass(out.numpy())
+    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+    rows, cols = torch.nonzero(out.any(1)).flatten(), torch.nonzero(out.any(0)).flatten()
+    assert max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) == 20
+
+
+def test_aspect_ratio_is_kept():
+    bar = np.zeros((300, 300), dtype=np.uint8)
+    bar[50:250, 140:160] = 255  # a tall thin stroke, 200 x 20, light on dark
+    out = to_mnist(bar).numpy()
+    rows, cols = np.flatnonzero(out.any(1)), np.flatnonzero(out.any(0))
+    assert len(rows) == 20 and len(cols) == 2
+
+
+def test_colours_and_formats_give_the_same_result(digits, tmp_path):
+    dark_on_light = paste(digits[0][0], scale=2.0, top=10, left=10)
+    expected = to_mnist(dark_on_light)
+    assert torch.allclose(to_mnist(255 - dark_on_light), expected, atol=1e-5)  # light ink on dark paper
+    assert torch.allclose(to_mnist(dark_on_light.astype(np.float32) / 255), expected, atol=1e-5)
+    assert torch.equal(to_mnist(torch.from_numpy(dark_on_light)), expected)
+    rgb = np.repeat(dark_on_light[..., None], 3, axis=2)
+    assert torch.allclose(to_mnist(rgb), expected, atol=1e-5)
+    assert torch.allclose(to_mnist(torch.from_numpy(rgb).permute(2, 0, 1)), expected, atol=1e-5)
+    assert torch.allclose(to_mnist(Image.fromarray(rgb)), expected, atol=1e-5)
+    Image.fromarray(dark_on_light).save(tmp_path / "digit.png")
+    assert torch.equal(to_mnist(tmp_path / "digit.png"), expected)
+    # A drawing canvas: black strokes on a transparent background (RGBA, alpha 0 outside the strokes).
+    rgba = np.zeros(dark_on_light.shape + (4,), dtype=np.uint8)
+    rgba[..., 3] = 255 - dark_on_light
+    assert torch.allclose(to_mnist(rgba), expected, atol=1e-2)
+
+
+def test_photo_like_background_noise_is_ignored(digits):
+    rng = np.random.default_rng(0)
+    clean = paste(digits[0][1], scale=3.0, top=30, left=20)
+    noisy = np.clip(clean.astype(float) * 0.8 + 30 + rng.normal(0, 6, clean.shape), 0, 255).astype(np.uint8)
+    assert (to_mnist(noisy) - to_mnist(clean)).abs().mean() < 0.03
+
+
+def test_steps_are_pictures_of_each_stage(digits):
+    steps = preprocess_steps(paste(digits[0][2], scale=2.5, top=20, left=30))
+    assert list(steps) == ["input", "ink", "cropped", "scaled", "centred"]
+    assert steps["input"].shape == (160, 130) and max(steps["scaled"].shape) == 20
+    assert steps["centred"].shape == (28, 28)
+
+
+def test_bad_pictures_get_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="No digit found"):
+        to_mnist(np.full((50, 50), 255, dtype=np.uint8))
+    with pytest.raises(ValueError, match="No digit found"):
+        to_mnist(np.zeros((50, 50, 4), dtype=np.uint8))  # an empty, fully transparent canvas
+    with pytest.raises(ValueError, match="NaN"):
+        to_mnist(np.full((30, 30), np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        to_mnist(np.full((30, 30), 200.0))
+    with pytest.raises(ValueError, match="RGB"):
+        to_mnist(np.zeros((30, 30, 5), dtype=np.uint8))
+    with pytest.raises(ValueError, match="too small"):
+        to_mnist(np.zeros((1, 30), dtype=np.uint8))
+    with pytest.raises(TypeError, match="uint8"):
+        to_mnist(np.zeros((30, 30), dtype=np.int64))
+    with pytest.raises(TypeError, match="PIL image"):
+        to_mnist([[0, 1], [1, 0]])
+    with pytest.raises(FileNotFoundError, match="No image file"):
+        to_mnist(tmp_path / "missing.png")
+    (tmp_path / "notes.png").write_text("not a picture")
+    with pytest.raises(ValueError, match="not an image file"):
+        to_mnist(tmp_path / "notes.png")
+
+
+def test_as_grayscale_range():
+    gray = as_grayscale(np.array([[0, 255], [128, 64]], dtype=np.uint8))
+    assert gray.dtype == np.float32 and gray.min() == 0 and gray.max() == 1
