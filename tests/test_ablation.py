@@ -167,3 +167,11 @@ def test_plots_draw_one_line_per_config_and_seed():
 def test_mean_by_groups_on_a_config_key():
     records = [fake(PAPER, 0, 0.90), fake(PAPER, 1, 0.92), fake(BARE, 0, 0.80)]
     assert ablation.mean_by(records, "batch_norm", "test_acc") == pytest.approx({True: 0.91, False: 0.80})
+
+
+def test_code_version_follows_the_code_a_run_uses(monkeypatch):
+    before = ablation.code_version()
+    monkeypatch.setitem(ablation.train.RECIPE, "lr", 1.0)  # the course recipe is not used by a grid run
+    assert ablation.code_version() == before
+    monkeypatch.setattr(ablation.data, "MNIST_MEAN", 0.2)  # the inputs of every run change
+    assert ablation.code_version() != before
