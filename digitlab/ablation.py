@@ -94,8 +94,8 @@ def config_key(config: dict) -> str:
     return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
 
 
-def label(config: dict, ref: dict = PAPER) -> str:
-    """A short name for `config` that lists how it differs from `ref` ("paper" if it does not)."""
+def label(config: dict, ref: dict = PAPER, ref_name: str | None = None) -> str:
+    """A short name for `config` that lists how it differs from `ref` (`ref_name` if it does not)."""
     parts = []
     if config["batch_norm"] != ref["batch_norm"]:
         parts.append("+BN" if config["batch_norm"] else "-BN")
@@ -117,7 +117,7 @@ def label(config: dict, ref: dict = PAPER) -> str:
         if config[key] != ref[key]:
             parts.append(f"{key} {config[key]:g}" if key == "lr" else f"{key} {config[key]}")
     if not parts:
-        return "paper" if ref == PAPER else "bare" if ref == BARE else "reference"
+        return ref_name or ("paper" if ref == PAPER else "bare" if ref == BARE else "reference")
     return " ".join(parts)
 
 
@@ -280,12 +280,12 @@ def mean_by(records: list[dict], key: str, metric: str) -> dict:
     return {value: float(np.mean(v)) for value, v in groups.items()}
 
 
-def summarize(records: list[dict], ref: dict = PAPER) -> pd.DataFrame:
+def summarize(records: list[dict], ref: dict = PAPER, ref_name: str | None = None) -> pd.DataFrame:
     """Mean and standard deviation over seeds of the final metrics, one row per config, in order."""
     metrics = ["train_acc", "val_acc", "gap", "test_acc", "train_loss", "val_loss"]
     rows, order = {}, []
     for r in records:
-        name = label(r["config"], ref)
+        name = label(r["config"], ref, ref_name)
         if name not in rows:
             rows[name], order = [], [*order, name]
         rows[name].append(r["final"])
@@ -309,12 +309,13 @@ def show(table: pd.DataFrame, metrics: tuple[str, ...] = ("train_acc", "val_acc"
     return out
 
 
-def plot_curves(records: list[dict], metric: str = "val_loss", ref: dict = PAPER, ax=None):
+def plot_curves(records: list[dict], metric: str = "val_loss", ref: dict = PAPER, ref_name: str | None = None,
+                ax=None):
     """One line per config: `metric` per epoch, the mean over seeds, with each seed faint behind it."""
     ax = ax or plt.subplots(figsize=(6, 4))[1]
     groups = {}
     for r in records:
-        groups.setdefault(label(r["config"], ref), []).append(r["history"][metric])
+        groups.setdefault(label(r["config"], ref, ref_name), []).append(r["history"][metric])
     for i, (name, curves) in enumerate(groups.items()):
         color = f"C{i % 10}"
         curves = np.array(curves)

@@ -64,6 +64,7 @@ def test_grid_and_one_at_a_time():
     added = one_at_a_time(BARE, batch_norm=[True], dropout=[(0.25, 0.5)], schedule=["onecycle"])
     assert [label(c, BARE) for c in added] == ["bare", "+BN", "dropout 0.25/0.5", "onecycle schedule"]
     assert label(BARE) == "-BN -dropout -schedule"
+    assert label(make_config(BARE, n_train=None), make_config(BARE, n_train=None), "bare, all data") == "bare, all data"
     assert label(make_config(n_train=None, augment=True, weight_decay=1e-4)) == "+augment wd 0.0001 55,000 images"
 
 
