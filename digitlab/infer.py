@@ -1,0 +1,472 @@
+"""Fast CPU inference: optimised copies of a trained network, a latency/throughput benchmark, export.
+
+`python -m digitlab.infer --bench` measures every path against eager PyTorch on this machine and
+writes benchmarks/INFERENCE.md; `--smoke` runs a tiny version of it, `--export DIR` writes
+TorchScript and ONNX files of the course model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import os
+import platform
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from digitlab.data import PROJECT_DIR, normalize
+from digitlab.train import _as_images
+
+# The ways to run a network, fastest-to-set-up first. `eager` is the reference every other path
+# is compared with; the onnxruntime paths need the optional `onnx` extra.
+PATHS = ("eager", "fused", "torchscript", "compile", "int8-dynamic", "int8-static", "onnxruntime",
+         "onnxruntime-int8")
+ONNX_HINT = "Install the optional ONNX packages: pip install 'digitlab[onnx]' (onnx, onnxruntime)."
+REPORT = PROJECT_DIR / "benchmarks" / "INFERENCE.md"
+
+Runner = Callable[[Tensor], Tensor]  # normalised inputs [N, 1, 28, 28] -> logits [N, 10]
+
+
+def fold_batchnorm(net: nn.Module) -> nn.Module:
+    """An eval-mode copy of the paper's network with each BatchNorm folded into the conv before it."""
+    net = copy.deepcopy(net).cpu().eval()
+    for conv, bn in (("conv1", "bn1"), ("conv2", "bn2")):
+        if isinstance(getattr(net, bn), nn.BatchNorm2d):
+            setattr(net, conv, fuse_conv_bn_eval(getattr(net, conv), getattr(net, bn)))
+            setattr(net, bn, nn.Identity())
+    return net
+
+
+def _torch_runner(net: nn.Module, memory_format=torch.contiguous_format) -> Runner:
+    """Run a torch module without autograd bookkeeping, its input in `memory_format`."""
+    def run(X: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return net(X.contiguous(memory_format=memory_format))
+    return run
+
+
+def to_torchscript(net: nn.Module) -> torch.jit.ScriptModule:
+    """BatchNorm folded, scripted, frozen (weights become constants) and optimised for inference."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TorchScript is in maintenance mode; it still works and is fast
+        return torch.jit.optimize_for_inference(torch.jit.script(fold_batchnorm(net)))
+
+
+def quantize_static_int8(net: nn.Module, calibration: Tensor) -> nn.Module:
+    """int8 weights and activations (x86 backend), activation ranges observed on `calibration` inputs."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # FX quantisation is deprecated in favour of torchao; still works
+        prepared = prepare_fx(fold_batchnorm(net), get_default_qconfig_mapping(), (calibration[:1],))
+        with torch.inference_mode():
+            for i in range(0, len(calibration), 256):
+                prepared(calibration[i: i + 256])
+        return convert_fx(prepared)
+
+
+def quantize_dynamic_int8(net: nn.Module) -> nn.Module:
+    """int8 weights for the fully connected layers; activations are quantised on the fly."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(fold_batchnorm(net), {nn.Linear}, dtype=torch.qint8)
+
+
+def _atomic_path(path: Path):
+    """A temporary file next to `path` that replaces it only once fully written."""
+    @contextlib.contextmanager
+    def writer():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    return writer()
+
+
+def export_torchscript(net: nn.Module, path: str | Path) -> Path:
+    """Write the BatchNorm-folded, frozen TorchScript module to `path` (torch.jit.load reads it, no digitlab needed)."""
+    path = Path(path)
+    with _atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Frozen but not optimize_for_inference'd: its oneDNN-specific graph cannot be saved and loaded.
+        torch.jit.save(torch.jit.freeze(torch.jit.script(fold_batchnorm(net))), tmp)
+    return path
+
+
+def load_exported(path: str | Path, threads: int = 1) -> Runner:
+    """Run a file written by `export_torchscript` (.pt) or `export_onnx` (.onnx): normalised inputs -> logits."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No exported model at {path}; write one with export_torchscript or export_onnx.")
+    if path.suffix == ".onnx":
+        return onnx_runner(path, threads)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _torch_runner(torch.jit.load(path))
+
+
+def export_onnx(net: nn.Module, path: str | Path) -> Path:
+    """Write the network as an ONNX graph (input `image` [N, 1, 28, 28] normalised, output `logits` [N, 10])."""
+    path = Path(path)
+    with _atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(fold_batchnorm(net), (torch.zeros(1, 1, 28, 28),), tmp, input_names=["image"],
+                          output_names=["logits"], dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}},
+                          dynamo=False)
+    return path
+
+
+def _onnxruntime():
+    """The onnxruntime module, or an error that says how to install it."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise ModuleNotFoundError(f"onnxruntime is not installed. {ONNX_HINT}") from err
+    return onnxruntime
+
+
+def onnx_runner(path: str | Path, threads: int = 1) -> Runner:
+    """Run an ONNX file with ONNX Runtime on the CPU: a batch is split across `threads` one-thread sessions.
+
+    Data parallelism across cores beats splitting each layer across threads for a network this
+    small: the cores never wait for each other inside a layer.
+    """
+    ort = _onnxruntime()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sessions = [ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                for _ in range(threads)]
+    name = sessions[0].get_inputs()[0].name
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
+    def run_one(session, x: np.ndarray) -> np.ndarray:
+        return session.run(None, {name: x})[0]
+
+    def run(X: Tensor) -> Tensor:
+        x = X.numpy()
+        if pool is None or len(x) < 2 * threads:
+            return torch.from_numpy(run_one(sessions[0], x))
+        chunks = np.array_split(x, threads)
+        return torch.from_numpy(np.concatenate(list(pool.map(run_one, sessions, chunks))))
+    return run
+
+
+def quantize_onnx_int8(src: str | Path, dst: str | Path, calibration: Tensor) -> Path:
+    """Static int8 quantisation of an ONNX file (per-channel weights), ranges observed on `calibration`."""
+    _onnxruntime()
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"image": calibration[i: i + 256].numpy()} for i in range(0, len(calibration), 256)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        quant_pre_process(str(src), str(prepared))
+        quantize_static(str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return Path(dst)
+
+
+def make_runner(net: nn.Module, path: str, threads: int = 1, calibration: Tensor | None = None) -> Runner:
+    """A function from normalised inputs to logits that runs `net` the way `path` (one of PATHS) says."""
+    if path == "eager":
+        net = copy.deepcopy(net).cpu().eval()
+
+        def run(X: Tensor) -> Tensor:
+            with torch.no_grad():
+                return net(X)
+        return run
+    if path == "fused":
+        return _torch_runner(fold_batchnorm(net).to(memory_format=torch.channels_last), torch.channels_last)
+    if path == "torchscript":
+        return _torch_runner(to_torchscript(net))
+    if path == "compile":
+        return _torch_runner(torch.compile(fold_batchnorm(net)))
+    if path == "int8-dynamic":
+        return _torch_runner(quantize_dynamic_int8(net))
+    if path in ("int8-static", "onnxruntime-int8") and calibration is None:
+        raise ValueError(f"path {path!r} needs calibration inputs: pass calibration=X[:1000] "
+                         "(normalised training images).")
+    if path == "int8-static":
+        return _torch_runner(quantize_static_int8(net, calibration))
+    if path in ("onnxruntime", "onnxruntime-int8"):
+        _onnxruntime()
+        with tempfile.TemporaryDirectory() as tmp:
+            onnx_file = export_onnx(net, Path(tmp) / "net.onnx")
+            if path == "onnxruntime-int8":
+                onnx_file = quantize_onnx_int8(onnx_file, Path(tmp) / "net-int8.onnx", calibration)
+            return onnx_runner(onnx_file, threads)
+    raise ValueError(f"path must be one of {', '.join(PATHS)}; not {path!r}.")
+
+
+def onnx_available() -> bool:
+    """Whether the optional onnx and onnxruntime packages are installed."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class Predictor:
+    """Digit predictions for raw 28x28 images, one or a batch, from an optimised copy of a network.
+
+    `path="auto"` picks ONNX Runtime when it is installed and the BatchNorm-folded, channels-last
+    PyTorch network otherwise; see PATHS and `benchmark` for the others.
+    """
+
+    def __init__(self, net: nn.Module, path: str = "auto", threads: int = 1, calibration: Tensor | None = None):
+        self.path = ("onnxruntime" if onnx_available() else "fused") if path == "auto" else path
+        self.threads = threads
+        self.run = make_runner(net, self.path, threads, calibration)
+
+    def logits(self, images) -> Tensor:
+        """Logits [N, 10] for raw images (uint8 0-255 or float 0-1, [28, 28] or [N, 28, 28])."""
+        with _torch_threads(self.threads):
+            return self.run(normalize(_as_images(images)))
+
+    def predict_proba(self, images) -> Tensor:
+        """Class probabilities [N, 10]."""
+        return F.softmax(self.logits(images).float(), dim=1)
+
+    def predict(self, images) -> Tensor:
+        """Predicted digits [N]."""
+        return self.logits(images).argmax(1)
+
+    def __repr__(self) -> str:
+        return f"Predictor(path={self.path!r}, threads={self.threads})"
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """Run PyTorch's CPU kernels with `n` threads inside the block, then restore the setting."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def multiply_adds(net: nn.Module) -> int:
+    """Multiply-adds of the conv and linear layers for one 28x28 image (the arithmetic a CPU must do)."""
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            total += output[0].numel() * per_output
+        elif isinstance(module, nn.Linear):
+            total += module.in_features * module.out_features
+
+    net = copy.deepcopy(net).cpu().eval()
+    for m in net.modules():
+        m.register_forward_hook(count)
+    with torch.inference_mode():
+        net(torch.zeros(1, 1, 28, 28))
+    return total
+
+
+def matmul_gflops(threads: int | None = None, n: int = 1024, repeats: int = 20) -> float:
+    """Float32 matrix-multiply speed of this CPU in GFLOP/s: a practical ceiling for a network's arithmetic."""
+    A = torch.randn(n, n)
+    with _torch_threads(threads or torch.get_num_threads()), torch.inference_mode():
+        A @ A
+        start = time.perf_counter()
+        for _ in range(repeats):
+            A @ A
+        seconds = time.perf_counter() - start
+    return 2 * n ** 3 * repeats / seconds / 1e9
+
+
+def latency_ms(run: Runner, x: Tensor, repeats: int = 2000, warmup: int = 100) -> tuple[float, float]:
+    """Median (p50) and 99th-percentile wall time of `run(x)` in milliseconds."""
+    for _ in range(warmup):
+        run(x)
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        run(x)
+        times[i] = time.perf_counter() - start
+    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
+
+
+def throughput_and_accuracy(run: Runner, X: Tensor, y: Tensor, batch_size: int = 256,
+                            rounds: int = 3) -> tuple[float, float]:
+    """Images per second over `X` in batches (the best of `rounds` passes) and accuracy on (X, y)."""
+    batches = [X[i: i + batch_size].contiguous() for i in range(0, len(X), batch_size)]
+    run(batches[0])  # warm up
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        predictions = torch.cat([run(Xb).argmax(1) for Xb in batches])
+        best = min(best, time.perf_counter() - start)
+    return len(X) / best, (predictions == y).float().mean().item()
+
+
+def benchmark(net: nn.Module, test: tuple[Tensor, Tensor], calibration: Tensor, paths=PATHS,
+              threads: int | None = None, batch_size: int = 256, repeats: int = 2000,
+              progress: bool = True) -> list[dict]:
+    """Single-image p50/p99 latency (1 thread), batch throughput (`threads`) and test accuracy of each path.
+
+    Every row carries its ratios to the eager row, which must come first. A path that cannot
+    run here (an optional package missing) gets a row with the reason instead of numbers.
+    """
+    threads = threads or torch.get_num_threads()
+    if paths[0] != "eager":
+        raise ValueError("the first path must be 'eager', the reference the others are compared with.")
+    X, y = test
+    one = X[:1].clone()
+    rows = []
+    for path in paths:
+        try:
+            with _torch_threads(1):
+                single = make_runner(net, path, threads=1, calibration=calibration)
+                p50, p99 = latency_ms(single, one, repeats=repeats, warmup=repeats // 10)
+            with _torch_threads(threads):
+                batched = make_runner(net, path, threads=threads, calibration=calibration)
+                images_per_s, acc = throughput_and_accuracy(batched, X, y, batch_size)
+        except ModuleNotFoundError as err:
+            rows.append({"path": path, "skipped": str(err)})
+            if progress:
+                print(f"{path:<17} skipped: {err}")
+            continue
+        row = {"path": path, "p50_ms": p50, "p99_ms": p99, "images_per_s": images_per_s, "accuracy": acc}
+        ref = rows[0] if rows else row
+        row["latency_speedup"] = ref["p50_ms"] / p50
+        row["throughput_speedup"] = images_per_s / ref["images_per_s"]
+        row["accuracy_change"] = 100 * (acc - ref["accuracy"])
+        rows.append(row)
+        if progress:
+            print(f"{path:<17} p50 {p50:.3f} ms  p99 {p99:.3f} ms  {images_per_s:,.0f} images/s  "
+                  f"accuracy {100 * acc:.2f}%")
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """The benchmark rows as a Markdown table."""
+    lines = ["| path | p50 latency (ms) | p99 latency (ms) | images/s | test accuracy (%) | "
+             "p50 speed-up | throughput speed-up | accuracy change (points) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['path']} | skipped: {r['skipped']} |||||||")
+            continue
+        lines.append(f"| {r['path']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['images_per_s']:,.0f} | "
+                     f"{100 * r['accuracy']:.2f} | {r['latency_speedup']:.2f}x | {r['throughput_speedup']:.2f}x | "
+                     f"{r['accuracy_change']:+.2f} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    """A one-line description of this machine and the library versions."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    parts = [f"{cpu}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}",
+             f"Python {platform.python_version()}", f"torch {torch.__version__}"]
+    with contextlib.suppress(ImportError):
+        import onnxruntime
+        parts.append(f"onnxruntime {onnxruntime.__version__}")
+    return "; ".join(parts)
+
+
+def targets_met(rows: list[dict], p50_ms: float = 0.1, images_per_s: float = 20_000,
+                max_accuracy_drop: float = 0.1) -> dict[str, list[str]]:
+    """Which paths meet each target of the course (issue 6): latency, throughput, accuracy kept."""
+    done = [r for r in rows if "skipped" not in r]
+    return {"p50 <= 0.1 ms": [r["path"] for r in done if r["p50_ms"] <= p50_ms],
+            ">= 20,000 images/s": [r["path"] for r in done if r["images_per_s"] >= images_per_s],
+            "accuracy within 0.1 points": [r["path"] for r in done if r["accuracy_change"] >= -max_accuracy_drop]}
+
+
+def write_report(rows: list[dict], path: str | Path = REPORT, command: str = "python -m digitlab.infer --bench",
+                 threads: int | None = None, batch_size: int = 256) -> Path:
+    """Write the benchmark table, the machine and the targets met to a Markdown file (atomically)."""
+    met = targets_met(rows)
+    text = "\n".join([
+        "# Inference benchmark",
+        "",
+        f"Machine: {machine()}.",
+        f"Command: `{command}`; run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "Latency: one normalised 28x28 image through the network, 1 thread (p50 and p99 of many calls, "
+        f"preprocessing excluded). Throughput: the test set in batches of {batch_size} with "
+        f"{threads or torch.get_num_threads()} threads, best of 3 passes. Accuracy: the same pass over "
+        "the MNIST test set. Ratios are to eager PyTorch in the same run.",
+        "",
+        format_table(rows),
+        "",
+        "Targets (issue 6) and the paths that meet them:",
+        "",
+        *[f"- {target}: {', '.join(paths) or 'none'}" for target, paths in met.items()],
+        "",
+    ])
+    path = Path(path)
+    with _atomic_path(path) as tmp:
+        Path(tmp).write_text(text)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: the inference benchmark and model export."""
+    parser = argparse.ArgumentParser(prog="python -m digitlab.infer", description=__doc__.splitlines()[0])
+    parser.add_argument("--bench", action="store_true", help="benchmark every path on the course model")
+    parser.add_argument("--smoke", action="store_true", help="a tiny benchmark (1,000 test images, few repeats)")
+    parser.add_argument("--fast", action="store_true", help="use the fast-mode course model")
+    parser.add_argument("--out", type=Path, default=REPORT, help=f"benchmark report (default {REPORT})")
+    parser.add_argument("--export", type=Path, metavar="DIR", help="write model.pt (TorchScript) and model.onnx")
+    args = parser.parse_args(argv)
+    if not (args.bench or args.export):
+        parser.error("say --bench, --export DIR or both.")
+    from digitlab.data import mnist_splits
+    from digitlab.train import course_model
+
+    net, _ = course_model(fast=args.fast)
+    if args.export:
+        print(export_torchscript(net, args.export / "model.pt"))
+        if onnx_available():
+            print(export_onnx(net, args.export / "model.onnx"))
+        else:
+            print(f"model.onnx skipped: {ONNX_HINT}")
+    if args.bench:
+        data = mnist_splits()
+        n_test, repeats = (1000, 200) if args.smoke else (None, 2000)
+        X, y = data["test"]
+        rows = benchmark(net, (X[:n_test], y[:n_test]), data["train"][0][:1000], repeats=repeats)
+        if not args.smoke:
+            flags = " --fast" if args.fast else ""
+            print(write_report(rows, args.out, command=f"python -m digitlab.infer --bench{flags}"))
+
+
+if __name__ == "__main__":
+    main()
