@@ -223,3 +223,42 @@ def plot_mistake(x, p: Tensor, true: int, sal, title: str = ""):
         ax.axis("off")
     fig.tight_layout()
     return fig
+
+
+def plot_preprocess_steps(steps: dict, probs: Tensor | None = None):
+    """Each stage of `to_mnist` (from `preprocess_steps`) side by side, then the probabilities; return the figure."""
+    n = len(steps) + (probs is not None)
+    fig, axes = plt.subplots(1, n, figsize=(2.1 * n, 2.4), squeeze=False)
+    axes = axes[0]
+    for ax, (name, image) in zip(axes, steps.items(), strict=False):
+        ink_bright = name != "input"  # after the first step ink is bright on black, as in MNIST
+        ax.imshow(image, cmap="gray_r" if ink_bright else "gray", vmin=0, vmax=1)
+        ax.set_title(f"{name}\n{image.shape[1]}x{image.shape[0]}", fontsize=9)
+        ax.axis("off")
+    if probs is not None:
+        p = probs.detach().cpu().numpy()
+        pred = int(p.argmax())
+        _probability_bars(axes[-1], p, pred, pred)
+        axes[-1].set_title(f"predicted {pred} (p = {p[pred]:.2f})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_benchmark(rows: list[dict], p50_target_ms: float = 0.1, throughput_target: float = 20_000):
+    """Single-image p50 latency and batch throughput of each inference path, with the targets; return the axes."""
+    rows = [r for r in rows if "skipped" not in r]
+    names = [r["path"] for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2))
+    panels = [("p50_ms", "single-image p50 latency (ms, lower is better)", p50_target_ms),
+              ("images_per_s", "batch throughput (images/s, higher is better)", throughput_target)]
+    for ax, (key, title, target) in zip(axes, panels, strict=True):
+        values = [r[key] for r in rows]
+        ax.barh(names, values, color=["tab:gray"] + ["tab:blue"] * (len(rows) - 1))
+        ax.axvline(target, color="tab:red", linestyle="--", label=f"target {target:g}")
+        for i, v in enumerate(values):
+            ax.text(v, i, f" {v:,.3g}", va="center", fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(title, fontsize=10)
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return axes

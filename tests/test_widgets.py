@@ -60,3 +60,101 @@ def test_explorer_without_mistakes():
     box = mistake_explorer(net, X, probs.argmax(1), probs)
     assert box.children[1].value == "no mistakes to show"
     assert box.children[0].children[0].options == (("all mistakes (0)", (None, None)),)
+
+
+# Drawing pad and upload: the browser's mouse events are simulated by calling the pad's callbacks.
+
+def _trained_predictor():
+    from digitlab.infer import Predictor
+    from digitlab.train import course_model
+
+    return Predictor(course_model(fast=True, progress=False)[0])
+
+
+def _draw(pad, points):
+    pad.pen_down(*points[0])
+    for p in points[1:]:
+        pad.pen_move(*p)
+    pad.pen_up(*points[-1])
+
+
+def test_rasterize_draws_round_thick_strokes():
+    import numpy as np
+
+    from digitlab.widgets import rasterize
+
+    picture = rasterize([[(50, 100), (200, 100)], [(140, 240)]], size=280, width=20)
+    assert picture.shape == (280, 280) and picture.dtype == np.uint8
+    assert picture[100, 50:201].min() == 255 and picture[91:110, 120].min() == 255  # along and across the line
+    assert picture[80, 120] == 0 and picture[100, 20] == 0  # outside the pen's reach
+    assert picture[240, 140] == 255  # a single click leaves a dot
+    assert rasterize([]).max() == 0
+
+
+def test_drawing_pad_recognises_drawn_digits_live():
+    import numpy as np
+
+    from digitlab.widgets import DrawingPad
+
+    pad = DrawingPad(_trained_predictor(), every_s=0.0)
+    assert pad.update() is None and pad.caption.value == "draw a digit"  # nothing drawn yet
+    _draw(pad, [(140, 50 + 9 * i) for i in range(21)])
+    assert pad.caption.value.startswith("predicted 1") and len(pad.strokes) == 1
+    assert bytes(pad.preview.value).startswith(b"\x89PNG")
+    values = [bar.value for bar in pad.bars]
+    assert abs(sum(values) - 1) < 1e-4 and pad.bars[1].bar_style == "success"
+    pad.clear()
+    assert pad.strokes == [] and pad.probs is None and max(bar.value for bar in pad.bars) == 0
+    t = np.linspace(0, 2 * np.pi, 40)
+    _draw(pad, list(zip(140 + 60 * np.sin(t), 140 - 90 * np.cos(t), strict=True)))
+    assert int(pad.probs.argmax()) == 0
+    pad.clear()
+    _draw(pad, [(70 + 7 * i, 50) for i in range(21)] + [(210 - 4 * i, 50 + 10 * i) for i in range(1, 21)])
+    assert int(pad.probs.argmax()) == 7
+    pad.pen_move(10, 10)  # moving without the button pressed draws nothing
+    assert len(pad.strokes) == 1 and len(pad.strokes[0]) == 41
+
+
+def test_drawing_pad_updates_while_drawing_at_most_every_so_often():
+    from digitlab.widgets import DrawingPad
+
+    pad = DrawingPad(_trained_predictor(), every_s=3600)
+    pad.pen_down(140, 50)
+    pad.last_update = float("inf")  # as if it had just updated
+    for i in range(1, 20):
+        pad.pen_move(140, 50 + 10 * i)
+    assert pad.probs is None  # throttled while the pen moves
+    pad.pen_up(140, 240)
+    assert pad.caption.value.startswith("predicted 1")
+
+
+def test_classify_upload_of_a_photo_like_picture(capsys):
+    from datetime import datetime, timezone
+    from io import BytesIO
+
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from digitlab.data import load_mnist
+    from digitlab.widgets import classify_upload, upload_classifier
+
+    predictor = _trained_predictor()
+    X, _ = load_mnist("test")
+    big = F.interpolate(X[:1].float()[None] / 255, scale_factor=5, mode="bilinear")[0, 0]
+    page = torch.zeros(200, 240)
+    page[30: 30 + big.shape[0], 70: 70 + big.shape[1]] = big.clamp(0, 1)
+    rgb = (255 * (1 - page)).round().to(torch.uint8)[..., None].expand(-1, -1, 3).numpy()
+    buffer = BytesIO()
+    Image.fromarray(rgb).save(buffer, format="JPEG", quality=85)
+    steps, probs = classify_upload(buffer.getvalue(), predictor)
+    assert list(steps) == ["input", "ink", "cropped", "scaled", "centred"]
+    assert int(probs.argmax()) == int(predictor.predict(X[:1])[0])
+    import pytest
+
+    with pytest.raises(ValueError, match="not a picture"):
+        classify_upload(b"hello", predictor)
+    box = upload_classifier(predictor)
+    upload = box.children[0]
+    upload.value = ({"name": "notes.txt", "type": "text/plain", "size": 5, "content": memoryview(b"hello"),
+                     "last_modified": datetime.now(timezone.utc)},)
+    assert "notes.txt: the upload is not a picture" in capsys.readouterr().out
