@@ -173,3 +173,35 @@ def test_history_values_are_plain_numbers(small_splits):
     history = fit(DigitRecognitionCNN(), (X, y), num_epochs=1, progress=False)
     assert math.isnan(history["val_loss"][0])  # no validation set given
     assert all(isinstance(v, (int, float)) for values in history.values() for v in values)
+
+
+def test_fast_path_gives_the_same_network_in_either_memory_layout(small_splits):
+    X, y = small_splits["train"][0][:256], small_splits["train"][1][:256]
+    set_seed(0)
+    net = DigitRecognitionCNN()
+    fit(net, (X, y), num_epochs=1, batch_size=64, progress=False)
+    assert net.conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = DigitRecognitionCNN().eval()
+    plain.load_state_dict(net.state_dict())  # a checkpoint of it loads into a default (NCHW) network
+    with torch.inference_mode():
+        torch.testing.assert_close(plain(X[:32]), net(X[:32]), rtol=1e-4, atol=1e-4)
+    assert evaluate(plain, X, y) == pytest.approx(evaluate(net, X, y), rel=1e-5)
+
+
+def test_bf16_autocast_path_trains_where_the_cpu_supports_it(small_splits, monkeypatch):
+    assert isinstance(train.bf16_supported(), bool)
+    monkeypatch.setattr(train, "bf16_supported", lambda: True)  # emulated (slowly) on CPUs without bf16
+    X, y = small_splits["train"][0][:256], small_splits["train"][1][:256]
+    set_seed(0)
+    history = fit(DigitRecognitionCNN(), (X, y), num_epochs=2, batch_size=64, lr=2e-3, progress=False)
+    assert all(math.isfinite(v) for v in history["train_loss"])
+    assert history["train_loss"][1] < history["train_loss"][0]
+
+
+def test_recipes_are_valid_fit_settings():
+    for recipe in (train.RECIPE, train.FAST_RECIPE):
+        settings = {k: v for k, v in recipe.items() if k != "n_train"}
+        X, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+        history = fit(DigitRecognitionCNN(), (X, y), progress=False, **{**settings, "num_epochs": 1})
+        assert history["epoch"] == [1]
+    assert train.FAST_RECIPE["n_train"] < 55_000 and train.FAST_RECIPE["num_epochs"] < train.RECIPE["num_epochs"]
