@@ -127,6 +127,10 @@ def fit_temperature(logits: Tensor, y: Tensor, max_iter: int = 100) -> float:
     """The temperature T > 0 that minimises the cross-entropy of softmax(logits / T) on (logits, y)."""
     _check_probs(logits, y, "logits")
     logits = logits.detach().double()
+    if (logits.argmax(1) == y).all():
+        raise ValueError("Every prediction in the fitting set is right, so the cross-entropy keeps falling as T -> 0 "
+                         "and there is no best temperature. Fit on more data, one that holds some mistakes "
+                         "(the whole validation split).")
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)  # optimise log T so that T stays positive
     opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 

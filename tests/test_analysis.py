@@ -143,6 +143,12 @@ def test_fit_temperature_recovers_overconfidence():
     assert after < before / 3
 
 
+def test_fit_temperature_needs_some_mistakes():
+    z, y = torch.tensor([[2.0, 0.0], [0.0, 3.0]]), torch.tensor([0, 1])  # both right: best T is 0
+    with pytest.raises(ValueError, match="no best temperature"):
+        fit_temperature(z, y)
+
+
 def test_fit_temperature_is_deterministic():
     z, y = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 0.5]]), torch.tensor([0, 1, 1])
     assert fit_temperature(z, y) == fit_temperature(z, y)
