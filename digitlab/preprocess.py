@@ -90,7 +90,7 @@ def ink(image) -> np.ndarray:
             f"No digit found: the picture is blank or almost uniform (ink-to-background contrast {contrast:.2f}, "
             f"needs at least {MIN_CONTRAST}). Draw or photograph a darker, thicker digit.")
     strength = np.clip((x - background) / contrast, 0, 1)
-    strength[strength < INK_THRESHOLD] = 0
+    strength[strength < INK_THRESHOLD - 1e-6] = 0  # the margin keeps float rounding (e.g. of 255 - x) from deciding
     return strength
 
 

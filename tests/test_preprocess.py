@@ -112,3 +112,11 @@ def test_bad_pictures_get_clear_errors(tmp_path):
 def test_as_grayscale_range():
     gray = as_grayscale(np.array([[0, 255], [128, 64]], dtype=np.uint8))
     assert gray.dtype == np.float32 and gray.min() == 0 and gray.max() == 1
+
+
+def test_inversion_is_exact_even_at_the_ink_threshold():
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        picture = rng.integers(0, 256, (40, 40)).astype(np.uint8)
+        picture[:3], picture[-3:], picture[:, :3], picture[:, -3:] = 200, 200, 200, 200  # a light border
+        assert torch.allclose(to_mnist(picture), to_mnist(255 - picture), atol=1e-5)
