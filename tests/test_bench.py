@@ -65,3 +65,14 @@ def test_write_atomic_replaces_whole_files(tmp_path):
     bench.write_atomic(path, "one")
     bench.write_atomic(path, "two")
     assert path.read_text() == "two" and [p.name for p in path.parent.iterdir()] == ["r.md"]
+
+
+def test_technique_table_measures_every_row_and_restores_threads():
+    threads = torch.get_num_threads()
+    rows = bench.techniques(n_train=256, num_batches=2)
+    assert torch.get_num_threads() == threads
+    names = [name for name, _ in rows]
+    assert names[0].startswith("reference") and "channels-last" in names[2] and "bfloat16" in names[-1]
+    assert all(ips > 0 for _, ips in rows)
+    table = bench.techniques_table(rows)
+    assert table.count("\n") == len(rows) + 1 and "| 1.00 |" in table.splitlines()[2]
