@@ -1,0 +1,83 @@
+import os
+import re
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from digitlab import student
+
+NB04 = student.NOTEBOOKS_DIR / "04_overfitting_ablations.ipynb"
+REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
+
+
+def nbgrader(**meta):
+    return {"nbgrader": {"schema_version": 3, "locked": False, "task": False, "grade": False, **meta}}
+
+
+def hidden_lines(nb) -> set[str]:
+    """Lines that appear only inside solution or hidden-test regions of `nb`."""
+    inside = {line.strip() for c in nb.cells for m in REGION.finditer(c.source) for line in m.group(2).splitlines()}
+    outside = {line.strip() for c in nb.cells for line in REGION.sub("", c.source).splitlines()}
+    return {line for line in inside - outside if line}
+
+
+def test_student_version_of_a_small_notebook():
+    nb = new_notebook(cells=[
+        new_code_cell("x = 1\n### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION\nprint(answer)",
+                      metadata=nbgrader(grade_id="sol", solution=True),
+                      outputs=[new_output("stream", text="42\n")], execution_count=3),
+        new_code_cell("assert answer == 42\n### BEGIN HIDDEN TESTS\nassert answer > 0\n### END HIDDEN TESTS",
+                      metadata=nbgrader(grade_id="check", grade=True, points=1, locked=True)),
+        new_markdown_cell("Why?\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION",
+                          metadata=nbgrader(grade_id="why", grade=True, points=1, solution=True)),
+    ], metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}})
+    out = student.student_version(nb)
+    assert out.cells[0].source == "x = 1\n# YOUR CODE HERE\nraise NotImplementedError()\nprint(answer)"
+    assert out.cells[0].outputs == [] and out.cells[0].execution_count is None
+    assert out.cells[1].source == "assert answer == 42"
+    assert "Because" not in out.cells[2].source and "YOUR ANSWER HERE" in out.cells[2].source
+    assert nb.cells[0].outputs, "the instructor notebook itself is left as it was"
+
+
+def test_solution_markers_without_metadata_are_refused():
+    nb = new_notebook(cells=[new_code_cell("### BEGIN HIDDEN TESTS\nassert True\n### END HIDDEN TESTS")],
+                      metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}})
+    with pytest.raises(RuntimeError, match="Hidden test region"):  # nbgrader's own check
+        student.student_version(nb)
+
+
+def test_no_solution_text_survives(tmp_path, capsys):
+    student.main([str(NB04), "--out", str(tmp_path)])
+    assert "(exercises)" in capsys.readouterr().out
+    source = nbformat.read(NB04, as_version=4)
+    nb = nbformat.read(tmp_path / NB04.name, as_version=4)
+    lines = {line.strip() for c in nb.cells for line in c.source.splitlines()}
+    secret = hidden_lines(source)
+    assert len(secret) > 10
+    assert not secret & lines
+    stubs = [c for c in nb.cells if c.cell_type == "code" and "raise NotImplementedError()" in c.source]
+    solutions = [c for c in source.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+    assert len(stubs) == len(solutions) >= 4
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+
+
+def test_student_notebook_runs_with_errors_only_in_exercises(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGITLAB_FAST", "1")  # the kernel inherits it
+    [path] = student.write_student_versions([NB04], tmp_path)
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    raised = {}
+    for i, cell in enumerate(nb.cells):
+        for out in cell.get("outputs", []):
+            if out.output_type == "error":
+                raised[i] = out.ename
+    exercise_cells = {i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "nbgrader" in c.metadata}
+    solutions = {i for i in exercise_cells if nb.cells[i].metadata.nbgrader.get("solution")}
+    checks = {i for i in exercise_cells if nb.cells[i].metadata.nbgrader.get("grade")}
+    assert {i: e for i, e in raised.items() if i not in exercise_cells} == {}, "a cell outside the exercises failed"
+    assert all(raised.get(i) == "NotImplementedError" for i in solutions)
+    assert set(raised) == solutions | checks  # every unanswered exercise fails its check
+    assert os.environ["DIGITLAB_FAST"] == "1"
