@@ -5,14 +5,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.digitlab-installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
-.PHONY: setup data lab test lint unit notebooks course bench student clean
+.PHONY: setup data lab test lint course bench student clean
 
-setup: $(STAMP)  ## create .venv and install digitlab with its test tools
+setup: $(STAMP)  ## create .venv and install digitlab with its test, instructor and ONNX extras
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[test,instructor]"
+	$(PY) -m pip install -e ".[test,instructor,onnx]"
 	touch $@
 
 data: setup  ## make sure MNIST is present and verified (downloads it once)
@@ -24,22 +24,17 @@ lab: data  ## start JupyterLab on the course notebooks
 lint: setup
 	$(VENV)/bin/ruff check .
 
-unit: setup
-	DIGITLAB_FAST=1 $(PY) -m pytest tests
-
-notebooks: setup  ## execute every notebook in fast mode and check it (nbval)
-	DIGITLAB_FAST=1 $(PY) -m pytest --nbval-lax --nbval-current-env notebooks/ ; \
-	  rc=$$?; if [ $$rc -eq 5 ]; then echo "no notebooks to check"; else exit $$rc; fi
-
-test: lint unit notebooks  ## ruff, the unit tests, then every notebook in fast mode
+test: lint  ## ruff, then the unit tests and every notebook in fast mode (nbval), in one pytest run
+	DIGITLAB_FAST=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env
 
 course: data  ## execute every notebook in full mode, in place (the committed outputs)
 	for nb in $(NOTEBOOKS); do \
 	  DIGITLAB_FAST=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 	    --ExecutePreprocessor.timeout=-1 $$nb || exit 1; done
 
-bench: data  ## training and inference benchmarks on this machine (writes benchmarks/RESULTS.md)
+bench: data  ## training and inference benchmarks on this machine (benchmarks/RESULTS.md, INFERENCE.md)
 	$(PY) -m digitlab.bench
+	$(PY) -m digitlab.infer --bench
 
 student: setup  ## student versions of the notebooks, solutions removed, in build/student/
 	$(PY) -m digitlab.student
