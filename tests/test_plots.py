@@ -68,3 +68,18 @@ def test_plot_embedding_one_colour_per_class():
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["0", "1", "2"]
     with pytest.raises(ValueError, match=r"\[N, 2\]"):
         plot_embedding(torch.randn(30, 3), y)
+
+
+def test_error_analysis_figures():
+    from digitlab.analysis import reliability
+    from digitlab.plots import plot_confusion, plot_mistakes, plot_reliability, plot_saliency
+
+    cm = torch.tensor([[5, 1], [0, 4]])
+    assert plot_confusion(cm).get_xlabel() == "predicted"
+    assert plot_confusion(cm, normalize=True).get_ylabel() == "true"
+    probs, y = torch.tensor([[0.9, 0.1], [0.3, 0.7]]), torch.tensor([1, 1])
+    fig = plot_mistakes(torch.rand(2, 28, 28), probs, y, [0])
+    assert fig.axes[0].get_title() == "#0: 1→0 (0.90)"
+    assert plot_reliability(reliability(probs, y, 10)).get_xlim() == (0, 1)
+    axes = plot_saliency(torch.rand(3, 28, 28), {"predicted": torch.rand(3, 28, 28)})
+    assert axes.shape == (2, 3)
