@@ -402,7 +402,7 @@ def machine() -> str:
 
 def targets_met(rows: list[dict], p50_ms: float = 0.1, images_per_s: float = 20_000,
                 max_accuracy_drop: float = 0.1) -> dict[str, list[str]]:
-    """Which paths meet each target of the course (issue 6): latency, throughput, accuracy kept."""
+    """Which paths meet each target of the course: latency, throughput, accuracy kept."""
     done = [r for r in rows if "skipped" not in r]
     return {"p50 <= 0.1 ms": [r["path"] for r in done if r["p50_ms"] <= p50_ms],
             ">= 20,000 images/s": [r["path"] for r in done if r["images_per_s"] >= images_per_s],
@@ -426,7 +426,7 @@ def write_report(rows: list[dict], path: str | Path = REPORT, command: str = "py
         "",
         format_table(rows),
         "",
-        "Targets (issue 6) and the paths that meet them:",
+        "Targets and the paths that meet them:",
         "",
         *[f"- {target}: {', '.join(paths) or 'none'}" for target, paths in met.items()],
         "",
