@@ -6,9 +6,7 @@ import hashlib
 import inspect
 import itertools
 import json
-import os
 import platform
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -21,6 +19,7 @@ from tqdm.auto import tqdm
 
 from digitlab import data, models, train
 from digitlab.data import PROJECT_DIR, mnist_splits, stratified_split
+from digitlab.files import write_text
 from digitlab.models import DigitRecognitionCNN
 from digitlab.train import evaluate, fit, set_seed
 
@@ -208,18 +207,9 @@ def load_records(path: str | Path) -> list[dict]:
 
 def save_record(record: dict, path: str | Path) -> None:
     """Add `record` to the results file atomically, replacing any older record of the same config and seed."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     kept = [r for r in load_records(path) if (r["key"], r["seed"]) != (record["key"], record["seed"])]
     lines = [json.dumps(r, sort_keys=True) for r in [*kept, record]]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def find(records: list[dict], config: dict, seed: int, code: str | None = None) -> dict | None:

@@ -13,7 +13,6 @@ import datetime
 import os
 import platform
 import statistics
-import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -24,6 +23,7 @@ from PIL import Image
 from torch import Tensor
 
 from digitlab.data import MNIST_MEAN, MNIST_STD, PROJECT_DIR, Batches, load_mnist, mnist_splits, stratified_split
+from digitlab.files import write_text
 from digitlab.models import DigitRecognitionCNN
 from digitlab.train import bf16_supported, evaluate, fit, get_device, set_seed, to_channels_last
 
@@ -296,19 +296,6 @@ def report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` through a temporary file, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m digitlab.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="a tiny run in seconds, to check that it works")
@@ -320,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     out = args.out or (None if args.smoke else RESULTS)
     if out is not None:
-        write_atomic(out, text)
+        write_text(out, text)
         print(f"Wrote {out}")
 
 

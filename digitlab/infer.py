@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from digitlab.data import PROJECT_DIR, normalize
+from digitlab.files import atomic_path, write_text
 from digitlab.train import _as_images
 
 # The ways to run a network, fastest-to-set-up first. `eager` is the reference every other path
@@ -85,25 +86,10 @@ def quantize_dynamic_int8(net: nn.Module) -> nn.Module:
         return torch.ao.quantization.quantize_dynamic(fold_batchnorm(net), {nn.Linear}, dtype=torch.qint8)
 
 
-def _atomic_path(path: Path):
-    """A temporary file next to `path` that replaces it only once fully written."""
-    @contextlib.contextmanager
-    def writer():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            yield tmp
-            os.replace(tmp, path)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    return writer()
-
-
 def export_torchscript(net: nn.Module, path: str | Path) -> Path:
     """Write the BatchNorm-folded, frozen TorchScript module to `path` (torch.jit.load reads it, no digitlab needed)."""
     path = Path(path)
-    with _atomic_path(path) as tmp, warnings.catch_warnings():
+    with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         # Frozen but not optimize_for_inference'd: its oneDNN-specific graph cannot be saved and loaded.
         torch.jit.save(torch.jit.freeze(torch.jit.script(fold_batchnorm(net))), tmp)
@@ -125,7 +111,7 @@ def load_exported(path: str | Path, threads: int = 1) -> Runner:
 def export_onnx(net: nn.Module, path: str | Path) -> Path:
     """Write the network as an ONNX graph (input `image` [N, 1, 28, 28] normalised, output `logits` [N, 10])."""
     path = Path(path)
-    with _atomic_path(path) as tmp, warnings.catch_warnings():
+    with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(fold_batchnorm(net), (torch.zeros(1, 1, 28, 28),), tmp, input_names=["image"],
                           output_names=["logits"], dynamic_axes={"image": {0: "n"}, "logits": {0: "n"}},
@@ -431,10 +417,8 @@ def write_report(rows: list[dict], path: str | Path = REPORT, command: str = "py
         *[f"- {target}: {', '.join(paths) or 'none'}" for target, paths in met.items()],
         "",
     ])
-    path = Path(path)
-    with _atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
-    return path
+    write_text(path, text)
+    return Path(path)
 
 
 def main(argv: list[str] | None = None) -> None:

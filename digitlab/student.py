@@ -6,13 +6,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import nbformat
 
 from digitlab.data import PROJECT_DIR
+from digitlab.files import atomic_path
 
 NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
 OUT_DIR = PROJECT_DIR / "build" / "student"
@@ -59,14 +58,8 @@ def write_student_versions(notebooks: list[Path] | None = None, out_dir: str | P
             raise FileNotFoundError(f"No notebook at {path}.")
         nb = student_version(nbformat.read(path, as_version=4))
         target = out_dir / path.name
-        fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                nbformat.write(nb, f)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(target) as tmp:
+            nbformat.write(nb, tmp)
         written.append(target)
     return written
 

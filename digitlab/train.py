@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from digitlab.data import PROJECT_DIR, Batches, mnist_splits, normalize
+from digitlab.files import atomic_path
 from digitlab.models import DigitRecognitionCNN
 
 MODELS_DIR = PROJECT_DIR / "models"
@@ -213,20 +212,12 @@ def predict(net: nn.Module, images, batch_size: int = 1000) -> Tensor:
 
 def save(net: nn.Module, path: str | Path, **meta) -> Path:
     """Write a checkpoint (architecture, its options, weights, `meta`) atomically to `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     checkpoint = {"arch": type(net).__name__, "config": getattr(net, "config", {}),
                   "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
                   "meta": meta}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(checkpoint, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+    return Path(path)
 
 
 def load(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:

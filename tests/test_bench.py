@@ -60,13 +60,6 @@ def test_time_to_99_takes_the_shortest_sprint_that_reaches_it():
     assert bench.time_to_99(fake_results(sprint_acc=0.98)) is None
 
 
-def test_write_atomic_replaces_whole_files(tmp_path):
-    path = tmp_path / "sub" / "r.md"
-    bench.write_atomic(path, "one")
-    bench.write_atomic(path, "two")
-    assert path.read_text() == "two" and [p.name for p in path.parent.iterdir()] == ["r.md"]
-
-
 def test_technique_table_measures_every_row_and_restores_threads():
     threads = torch.get_num_threads()
     rows = bench.techniques(n_train=256, num_batches=2)
