@@ -21,7 +21,7 @@ from digitlab import data, models, train
 from digitlab.data import PROJECT_DIR, mnist_splits, stratified_split
 from digitlab.files import write_text
 from digitlab.models import DigitRecognitionCNN
-from digitlab.train import evaluate, fit, set_seed
+from digitlab.train import cpu_name, evaluate, fit, set_seed
 
 RESULTS = PROJECT_DIR / "results" / "ablation.jsonl"
 
@@ -122,7 +122,7 @@ def label(config: dict, ref: dict = PAPER, ref_name: str | None = None) -> str:
 
 # Names in digitlab.data, .models and .train that a run never uses: editing them leaves results current.
 NOT_IN_A_RUN = {"RECIPE", "FAST_RECIPE", "course_model", "load_or_train", "save", "load", "predict", "predict_proba",
-                "_as_images", "count_parameters", "summary", "MNISTDataset"}
+                "_as_images", "cpu_name", "count_parameters", "summary", "MNISTDataset"}
 
 
 def code_version() -> str:
@@ -140,13 +140,8 @@ def code_version() -> str:
 
 
 def machine() -> str:
-    """The CPU model (from /proc/cpuinfo where there is one) and architecture."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({platform.machine()})"
-    return platform.processor() or platform.machine()
+    """The CPU model and architecture."""
+    return f"{cpu_name()} ({platform.machine()})"
 
 
 def load_data(n_train: int | None) -> dict:

@@ -25,7 +25,7 @@ from torch import Tensor
 from digitlab.data import MNIST_MEAN, MNIST_STD, PROJECT_DIR, Batches, load_mnist, mnist_splits, stratified_split
 from digitlab.files import write_text
 from digitlab.models import DigitRecognitionCNN
-from digitlab.train import bf16_supported, evaluate, fit, get_device, set_seed, to_channels_last
+from digitlab.train import bf16_supported, cpu_name, evaluate, fit, get_device, set_seed, to_channels_last
 
 RESULTS = PROJECT_DIR / "benchmarks" / "RESULTS.md"
 SEEDS = (0, 1, 2)
@@ -39,13 +39,7 @@ TARGETS = {"speedup": 5.0, "sprint_seconds": 30.0, "sprint_acc": 0.990, "long_se
 
 def machine() -> dict[str, str]:
     """CPU model, core count, torch version, the vector instructions PyTorch uses here and the device."""
-    cpu = platform.processor() or platform.machine()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    return {"cpu": cpu, "cores": str(os.cpu_count()), "threads": str(torch.get_num_threads()),
+    return {"cpu": cpu_name(), "cores": str(os.cpu_count()), "threads": str(torch.get_num_threads()),
             "torch": torch.__version__, "vector": torch.backends.cpu.get_cpu_capability(),
             "python": platform.python_version(), "device": str(get_device())}
 

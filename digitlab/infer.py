@@ -27,7 +27,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from digitlab.data import PROJECT_DIR, normalize
 from digitlab.files import atomic_path, write_text
-from digitlab.train import _as_images
+from digitlab.train import _as_images, cpu_name
 
 # The ways to run a network, fastest-to-set-up first. `eager` is the reference every other path
 # is compared with; the onnxruntime paths need the optional `onnx` extra.
@@ -372,13 +372,7 @@ def format_table(rows: list[dict]) -> str:
 
 def machine() -> str:
     """A one-line description of this machine and the library versions."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    parts = [f"{cpu}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}",
+    parts = [f"{cpu_name()}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}",
              f"Python {platform.python_version()}", f"torch {torch.__version__}"]
     with contextlib.suppress(ImportError):
         import onnxruntime

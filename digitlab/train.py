@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import platform
 import random
 import time
 from pathlib import Path
@@ -54,6 +56,15 @@ def bf16_supported() -> bool:
         return False
     flags = set(cpuinfo.read_text().split())
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
