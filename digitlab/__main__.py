@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--n-train", type=int, default=None, help="train on a stratified subset of this size")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
+    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bfloat16 on CPUs with bf16 units, else float32 (or $DIGITLAB_PRECISION)")
     t.add_argument("--out", default="models/seed.pt")
     e = sub.add_parser("evaluate", help="print a checkpoint's test accuracy")
     e.add_argument("checkpoint")
@@ -42,15 +44,21 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         history = fit(net, data["train"], data["val"], num_epochs=args.epochs, lr=args.lr,
                       batch_size=args.batch_size, schedule=args.schedule, seed=args.seed,
-                      device=args.device)
+                      device=args.device, precision=args.precision)
         for i, epoch in enumerate(history["epoch"]):
             print(f"epoch {epoch}: train loss {history['train_loss'][i]:.4f}, "
                   f"val accuracy {history['val_acc'][i]:.4f}, {history['seconds'][i]:.1f} s")
-        print(f"Training took {time.perf_counter() - start:.1f} s")
+        run = history["run"]
+        print(f"Training took {time.perf_counter() - start:.1f} s on {run['device']} in {run['precision']} "
+              f"({run['cpu']}, {run['cpu_capability']}, {run['threads']} threads, torch {run['torch']})")
         save(net, args.out, history=history, args=vars(args))
         print(f"Saved {args.out}; test it with `python -m digitlab evaluate {args.out}`")
     else:
-        net, _ = load(args.checkpoint, device=str(get_device(args.device)))
+        net, meta = load(args.checkpoint, device=str(get_device(args.device)))
+        run = meta.get("history", {}).get("run")
+        if run:
+            print(f"trained on {run['device']} in {run['precision']} ({run['cpu']}, {run['cpu_capability']}, "
+                  f"torch {run['torch']})")
         data = mnist_splits()
         loss, acc = evaluate(net, *data["test"])
         print(f"test accuracy {acc:.4f} ({acc * 100:.2f}%), test loss {loss:.4f}")

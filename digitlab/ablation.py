@@ -14,7 +14,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from digitlab import data, models, train
@@ -122,12 +121,16 @@ def label(config: dict, ref: dict = PAPER, ref_name: str | None = None) -> str:
 
 # Names in digitlab.data, .models and .train that a run never uses: editing them leaves results current.
 NOT_IN_A_RUN = {"RECIPE", "FAST_RECIPE", "course_model", "load_or_train", "save", "load", "predict", "predict_proba",
-                "_as_images", "cpu_name", "count_parameters", "summary", "MNISTDataset"}
+                "_as_images", "cpu_name", "cpu_capability", "run_info", "count_parameters", "summary", "MNISTDataset"}
 
 
 def code_version() -> str:
-    """A hash of the code that decides a run's numbers: data, model and training code, `run_one`, torch."""
-    parts = [inspect.getsource(run_one), torch.__version__]
+    """A hash of the course's code that decides a run's numbers: data, model and training code, `run_one`.
+
+    The torch version, device, precision and CPU are recorded in each record, not hashed: a saved record
+    stays current on any machine and any supported torch as long as the course's own code is unchanged.
+    """
+    parts = [inspect.getsource(run_one)]
     for module in (data, models, train):
         for name, obj in sorted(vars(module).items()):
             if name in NOT_IN_A_RUN:
@@ -139,9 +142,29 @@ def code_version() -> str:
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:10]
 
 
+# Where and how a record was made: shown by `provenance`, compared by `same_setup`, never hashed.
+RUN_FIELDS = ("device", "precision", "cpu_capability", "threads", "torch")
+
+
 def machine() -> str:
     """The CPU model and architecture."""
     return f"{cpu_name()} ({platform.machine()})"
+
+
+def setup_differences(a: dict, b: dict) -> dict:
+    """How two records' code and setup differ, as {field: (a's, b's)}; empty if they can agree bit for bit."""
+    fields = ("code", "machine", *RUN_FIELDS)
+    return {k: (a.get(k), b.get(k)) for k in fields if a.get(k) != b.get(k)}
+
+
+def provenance(records: list[dict]) -> str:
+    """Where and how records were made: one line per distinct setup, with the number of runs."""
+    counts = {}
+    for r in records:
+        setup = f"{r['machine']}, {r.get('cpu_capability', '?')}, {r.get('precision', '?')} on {r['device']}, " \
+                f"{r['threads']} threads, torch {r['torch']}"
+        counts[setup] = counts.get(setup, 0) + 1
+    return "\n".join(f"{n} run(s): {setup}" for setup, n in counts.items())
 
 
 def load_data(n_train: int | None) -> dict:
@@ -154,7 +177,7 @@ def load_data(n_train: int | None) -> dict:
             "train_eval": (X[:N_TRAIN_EVAL], y[:N_TRAIN_EVAL])}
 
 
-def run_one(config: dict, seed: int, splits: dict | None = None, device: str = "auto",
+def run_one(config: dict, seed: int, splits: dict | None = None, device: str = "auto", precision: str = "auto",
             progress: bool = False) -> dict:
     """Train the config once with `seed` and return its record (config, history, final metrics)."""
     config = make_config(config)
@@ -163,8 +186,9 @@ def run_one(config: dict, seed: int, splits: dict | None = None, device: str = "
     net = DigitRecognitionCNN(**{k: config[k] for k in MODEL_KEYS})
     fit_kwargs = {k: v for k, v in config.items() if k not in MODEL_KEYS and k != "n_train"}
     start = time.perf_counter()
-    history = fit(net, splits["train"], splits["val_epoch"], seed=seed, device=device,
+    history = fit(net, splits["train"], splits["val_epoch"], seed=seed, device=device, precision=precision,
                   progress=progress, **fit_kwargs)
+    run = history.pop("run")
     if len(history["epoch"]) < config["num_epochs"]:
         raise KeyboardInterrupt("Training was interrupted; the run is not recorded.")
     final = {}
@@ -173,8 +197,7 @@ def run_one(config: dict, seed: int, splits: dict | None = None, device: str = "
     final["gap"] = final["train_acc"] - final["val_acc"]
     return {"key": config_key(config), "seed": seed, "code": code_version(), "config": config,
             "final": final, "history": history, "seconds": time.perf_counter() - start,
-            "torch": torch.__version__, "machine": machine(), "threads": torch.get_num_threads(),
-            "device": str(next(net.parameters()).device),
+            "machine": machine(), **{k: run[k] for k in RUN_FIELDS},
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
@@ -216,7 +239,7 @@ def find(records: list[dict], config: dict, seed: int, code: str | None = None) 
 
 
 def run_grid(configs: list[dict], seeds: list[int], path: str | Path = RESULTS, *, saved_only: bool = False,
-             device: str = "auto", progress: bool = True) -> list[dict]:
+             device: str = "auto", precision: str = "auto", progress: bool = True) -> list[dict]:
     """Run every (config, seed) that `path` lacks for the current code and return all their records.
 
     Each finished run is saved at once, so an interrupted grid resumes where it stopped.
@@ -241,7 +264,7 @@ def run_grid(configs: list[dict], seeds: list[int], path: str | Path = RESULTS, 
         bar.set_description(f"{label(config)}, seed {seed}")
         if config["n_train"] not in cache:
             cache = {config["n_train"]: load_data(config["n_train"])}
-        save_record(run_one(config, seed, cache[config["n_train"]], device=device), path)
+        save_record(run_one(config, seed, cache[config["n_train"]], device=device, precision=precision), path)
     saved = load_records(path)
     return [find(saved, c, s, code) for c in configs for s in seeds]
 

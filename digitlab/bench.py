@@ -25,7 +25,16 @@ from torch import Tensor
 from digitlab.data import MNIST_MEAN, MNIST_STD, PROJECT_DIR, Batches, load_mnist, mnist_splits, stratified_split
 from digitlab.files import write_text
 from digitlab.models import DigitRecognitionCNN
-from digitlab.train import bf16_supported, cpu_name, evaluate, fit, get_device, set_seed, to_channels_last
+from digitlab.train import (
+    bf16_supported,
+    choose_precision,
+    evaluate,
+    fit,
+    get_device,
+    run_info,
+    set_seed,
+    to_channels_last,
+)
 
 RESULTS = PROJECT_DIR / "benchmarks" / "RESULTS.md"
 SEEDS = (0, 1, 2)
@@ -38,10 +47,11 @@ TARGETS = {"speedup": 5.0, "sprint_seconds": 30.0, "sprint_acc": 0.990, "long_se
 
 
 def machine() -> dict[str, str]:
-    """CPU model, core count, torch version, the vector instructions PyTorch uses here and the device."""
-    return {"cpu": cpu_name(), "cores": str(os.cpu_count()), "threads": str(torch.get_num_threads()),
-            "torch": torch.__version__, "vector": torch.backends.cpu.get_cpu_capability(),
-            "python": platform.python_version(), "device": str(get_device())}
+    """CPU model and vector instructions, cores, threads, torch, Python, the device and fit's default precision."""
+    device = get_device()
+    info = run_info(device, choose_precision("auto", device))
+    return {**{k: str(v) for k, v in info.items()}, "cores": str(os.cpu_count()),
+            "python": platform.python_version()}
 
 
 class PILDigits(torch.utils.data.Dataset):
@@ -264,8 +274,8 @@ def report(results: dict) -> str:
     if results["smoke"]:
         lines += ["**Smoke run: a check that the benchmark works, on tiny data. Not a measurement.**", ""]
     lines += [f"Measured {results['date']} by `{command}` on {m['cpu']}, {m['cores']} cores "
-              f"({m['threads']} PyTorch threads, {m['vector']}), torch {m['torch']}, Python {m['python']}; "
-              f"training device: {m['device']}.", "",
+              f"({m['threads']} PyTorch threads, {m['cpu_capability']}), torch {m['torch']}, Python {m['python']}; "
+              f"training device: {m['device']}, precision {m['precision']} (fit's default on this machine).", "",
               "## Images per second, the paper's network (DigitRecognitionCNN, 421,834 parameters)", "",
               "| training path | images/s |", "|---|---:|",
               f"| reference: Dataset of PIL images + ToTensor + Normalize, DataLoader batch 64, NCHW float32, "

@@ -402,7 +402,8 @@ def write_report(rows: list[dict], path: str | Path = REPORT, command: str = "py
         "Latency: one normalised 28x28 image through the network, 1 thread (p50 and p99 of many calls, "
         f"preprocessing excluded). Throughput: the test set in batches of {batch_size} with "
         f"{threads or torch.get_num_threads()} threads, best of 3 passes. Accuracy: the same pass over "
-        "the MNIST test set. Ratios are to eager PyTorch in the same run.",
+        "the MNIST test set. Ratios are to eager PyTorch in the same run. Every path computes in float32 "
+        "except the int8 ones (8-bit integer weights and activations).",
         "",
         format_table(rows),
         "",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import platform
 import random
 import time
@@ -22,6 +23,7 @@ from digitlab.models import DigitRecognitionCNN
 
 MODELS_DIR = PROJECT_DIR / "models"
 ARCHITECTURES = {"DigitRecognitionCNN": DigitRecognitionCNN}
+PRECISIONS = ("fp32", "bf16")  # float32 everywhere, or bfloat16 autocast for the forward pass
 
 # The course's training recipe for the paper's network. Notebooks 03, 05 and 06 share the
 # checkpoint it makes (`course_model`); fast mode trains less so that CI stays quick.
@@ -56,6 +58,29 @@ def bf16_supported() -> bool:
         return False
     flags = set(cpuinfo.read_text().split())
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_capability() -> str:
+    """The vector instruction set PyTorch's CPU kernels use here: AVX2, AVX512, NO AVX, ... (CPU kernels differ)."""
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def choose_precision(precision: str = "auto", device: str | torch.device = "cpu") -> str:
+    """`fp32` or `bf16`; `auto` is $DIGITLAB_PRECISION if set, else bf16 on CPUs with bf16 units, else fp32."""
+    if precision == "auto":
+        precision = os.environ.get("DIGITLAB_PRECISION", "").strip().lower() or "auto"
+        if precision == "auto":
+            return "bf16" if torch.device(device).type == "cpu" and bf16_supported() else "fp32"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {precision!r} "
+                         "(check the precision argument and the DIGITLAB_PRECISION environment variable).")
+    return precision
+
+
+def run_info(device: str | torch.device, precision: str) -> dict:
+    """What decides a run's numbers besides the code: device, precision, CPU and its vector capability, torch."""
+    return {"device": str(device), "precision": precision, "cpu": cpu_name(), "cpu_capability": cpu_capability(),
+            "threads": torch.get_num_threads(), "torch": str(torch.__version__)}
 
 
 def cpu_name() -> str:
@@ -120,15 +145,19 @@ def to_channels_last(X: Tensor) -> Tensor:
 def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = None, *,
         num_epochs: int = 10, lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adam",
         schedule: str = "onecycle", weight_decay: float = 0.0, augment: bool = False,
-        seed: int = 0, device: str = "auto", progress: bool = True) -> dict[str, list]:
-    """Train `net` on (X, y) and return its per-epoch history; Ctrl-C stops and returns what ran."""
+        seed: int = 0, device: str = "auto", precision: str = "auto", progress: bool = True) -> dict:
+    """Train `net` on (X, y); return the per-epoch history and, under "run", where and how it ran.
+
+    `precision` is `fp32`, `bf16` (bfloat16 autocast) or `auto` (see `choose_precision`).
+    Ctrl-C stops training and returns the history of the finished epochs.
+    """
     device = get_device(device)
     net.to(device, memory_format=torch.channels_last)
     X, y = (t.to(device) for t in train)
     batches = Batches(X, y, batch_size, shuffle=True, augment=augment, seed=seed)
     torch.manual_seed(seed)  # dropout masks
     # bfloat16 halves the memory traffic where the CPU has bf16 units; elsewhere it is emulated and slower.
-    bf16 = device.type == "cpu" and bf16_supported()
+    precision = choose_precision(precision, device)
     opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay)
     scheduler = make_scheduler(schedule, opt, num_epochs, len(batches))
     keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
@@ -140,7 +169,7 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
             net.train()
             start, loss_sum, correct = time.perf_counter(), 0.0, 0
             for i, (Xb, yb) in enumerate(batches):
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                     logits = net(to_channels_last(Xb))
                     loss = F.cross_entropy(logits, yb)
                 if not torch.isfinite(loss):
@@ -170,6 +199,7 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
     finally:
         bar.close()
     net.eval()
+    history["run"] = run_info(device, precision)
     return history
 
 

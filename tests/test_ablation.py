@@ -1,12 +1,16 @@
 import json
+import shutil
 
 import matplotlib
+import nbformat
 import pytest
+import torch
 
 from digitlab import ablation
 from digitlab.ablation import BARE, PAPER, grid, label, load_records, make_config, one_at_a_time, run_grid
 
 matplotlib.use("Agg")
+NB04 = ablation.PROJECT_DIR / "notebooks" / "04_overfitting_ablations.ipynb"
 TINY = make_config(PAPER, n_train=64, num_epochs=2, batch_size=32)
 
 
@@ -176,3 +180,66 @@ def test_code_version_follows_the_code_a_run_uses(monkeypatch):
     assert ablation.code_version() == before
     monkeypatch.setattr(ablation.data, "MNIST_MEAN", 0.2)  # the inputs of every run change
     assert ablation.code_version() != before
+
+
+def fake_other_machine(monkeypatch):
+    """Pretend to be another torch version on a CPU with AVX-512 and bf16 (patching no digitlab code)."""
+    monkeypatch.setattr("torch.__version__", "2.99.0+other")
+    monkeypatch.setattr("torch.backends.cpu.get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setenv("DIGITLAB_PRECISION", "bf16")
+
+
+def test_code_version_ignores_torch_version_and_machine(monkeypatch):
+    before = ablation.code_version()
+    fake_other_machine(monkeypatch)
+    assert ablation.code_version() == before
+
+
+def test_records_name_their_setup(tiny_data, monkeypatch):
+    monkeypatch.delenv("DIGITLAB_PRECISION", raising=False)
+    record = ablation.run_one(TINY, 0, tiny_data, device="cpu", precision="fp32")
+    assert record["precision"] == "fp32" and record["device"] == "cpu"
+    assert record["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert record["torch"] == str(torch.__version__) and "run" not in record["history"]
+    other = {**record, "precision": "bf16", "torch": "2.99.0"}
+    assert ablation.setup_differences(record, record) == {}
+    assert ablation.setup_differences(record, other) == {"precision": ("fp32", "bf16"),
+                                                         "torch": (record["torch"], "2.99.0")}
+    line = ablation.provenance([record, record, other])
+    assert line.splitlines()[0].startswith("2 run(s): ") and "fp32 on cpu" in line and "bf16 on cpu" in line
+    assert record["cpu_capability"] in line
+
+
+def notebook_grid() -> tuple[list[dict], list[int]]:
+    """The configs and seeds notebook 04 runs, taken from its own settings and grid cells (in full mode)."""
+    nb = nbformat.read(NB04, as_version=4)
+    cells = [c.source for c in nb.cells
+             if c.cell_type == "code" and ("SEEDS =" in c.source or "FACTORIAL =" in c.source)]
+    namespace = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DIGITLAB_FAST", "0")
+        for source in cells:
+            exec(source, namespace)
+    return namespace["FACTORIAL"] + namespace["FULL"], namespace["SEEDS"]
+
+
+def test_shipped_grid_is_reused_on_another_torch_and_cpu(tmp_path, monkeypatch):
+    """The committed results stay current whatever torch version, CPU kind or precision opens notebook 04."""
+    configs, seeds = notebook_grid()
+    path = tmp_path / "ablation.jsonl"
+    shutil.copy(ablation.RESULTS, path)
+    fake_other_machine(monkeypatch)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a saved run was trained again")
+
+    monkeypatch.setattr(ablation, "fit", no_training)  # not run_one: code_version hashes run_one's source
+    records = run_grid(configs, seeds, path, progress=False)
+    assert len(records) == len(configs) * len(seeds) == 30
+    shipped = load_records(ablation.RESULTS)  # the chapter's grid and the exercises' model answers
+    for record in shipped:
+        assert run_grid([record["config"]], [record["seed"]], path, progress=False) == [record]
+    assert {r["code"] for r in shipped} == {ablation.code_version()}
+    assert path.read_bytes() == ablation.RESULTS.read_bytes()  # nothing rewritten
+    for r in shipped:  # and each says where it was made
+        assert {"precision", "cpu_capability", "device", "torch", "machine", "threads"} <= r.keys()

@@ -20,7 +20,7 @@ def test_short_training_run_learns(small_splits):
     history = fit(net, small_splits["train"], small_splits["val"], num_epochs=2, batch_size=64,
                   lr=2e-3, progress=False)
     assert history["epoch"] == [1, 2]
-    assert all(len(v) == 2 for v in history.values())
+    assert all(len(v) == 2 for k, v in history.items() if k != "run")
     assert history["train_loss"][1] < history["train_loss"][0]
     # 2,000 images, 2 epochs: a working CNN gets well past 90% on the validation set; chance is 10%.
     assert history["val_acc"][-1] > 0.90
@@ -172,7 +172,7 @@ def test_history_values_are_plain_numbers(small_splits):
     X, y = small_splits["train"][0][:64], small_splits["train"][1][:64]
     history = fit(DigitRecognitionCNN(), (X, y), num_epochs=1, progress=False)
     assert math.isnan(history["val_loss"][0])  # no validation set given
-    assert all(isinstance(v, (int, float)) for values in history.values() for v in values)
+    assert all(isinstance(v, (int, float)) for k, values in history.items() if k != "run" for v in values)
 
 
 def test_fast_path_gives_the_same_network_in_either_memory_layout(small_splits):
@@ -188,14 +188,53 @@ def test_fast_path_gives_the_same_network_in_either_memory_layout(small_splits):
     assert evaluate(plain, X, y) == pytest.approx(evaluate(net, X, y), rel=1e-5)
 
 
-def test_bf16_autocast_path_trains_where_the_cpu_supports_it(small_splits, monkeypatch):
-    assert isinstance(train.bf16_supported(), bool)
-    monkeypatch.setattr(train, "bf16_supported", lambda: True)  # emulated (slowly) on CPUs without bf16
-    X, y = small_splits["train"][0][:256], small_splits["train"][1][:256]
-    set_seed(0)
-    history = fit(DigitRecognitionCNN(), (X, y), num_epochs=2, batch_size=64, lr=2e-3, progress=False)
-    assert all(math.isfinite(v) for v in history["train_loss"])
-    assert history["train_loss"][1] < history["train_loss"][0]
+@pytest.mark.parametrize("has_bf16_units, env, expected", [
+    (False, None, "fp32"), (True, None, "bf16"),          # auto: the CPU decides
+    (True, "fp32", "fp32"), (False, "bf16", "bf16"),      # DIGITLAB_PRECISION overrides auto for a whole run
+    (True, "AUTO", "bf16"), (False, " ", "fp32")])
+def test_choose_precision_auto(monkeypatch, has_bf16_units, env, expected):
+    monkeypatch.setattr(train, "bf16_supported", lambda: has_bf16_units)
+    if env is None:
+        monkeypatch.delenv("DIGITLAB_PRECISION", raising=False)
+    else:
+        monkeypatch.setenv("DIGITLAB_PRECISION", env)
+    assert train.choose_precision("auto", "cpu") == expected
+
+
+def test_choose_precision_explicit_wins_and_bad_names_are_refused(monkeypatch):
+    monkeypatch.setenv("DIGITLAB_PRECISION", "bf16")
+    assert train.choose_precision("fp32") == "fp32"
+    monkeypatch.delenv("DIGITLAB_PRECISION")
+    monkeypatch.setattr(train, "bf16_supported", lambda: True)
+    assert train.choose_precision("auto", "cuda") == "fp32"  # auto keeps float32 off the CPU
+    with pytest.raises(ValueError, match="precision must be"):
+        train.choose_precision("fp16")
+    monkeypatch.setenv("DIGITLAB_PRECISION", "half")
+    with pytest.raises(ValueError, match="DIGITLAB_PRECISION"):
+        train.choose_precision()
+
+
+def test_both_cpu_precision_paths_train_and_are_recorded(small_splits, monkeypatch):
+    """Forces each path, so a developer on either kind of CPU exercises both (bf16 is emulated without bf16 units)."""
+    monkeypatch.delenv("DIGITLAB_PRECISION", raising=False)
+    X, y = small_splits["train"][0][:512], small_splits["train"][1][:512]
+    histories, nets = {}, {}
+    for precision in ("fp32", "bf16"):
+        set_seed(0)
+        nets[precision] = DigitRecognitionCNN()
+        histories[precision] = fit(nets[precision], (X, y), (X[:256], y[:256]), num_epochs=2, batch_size=64,
+                                   lr=2e-3, precision=precision, device="cpu", progress=False)
+    for precision, history in histories.items():
+        run = history["run"]
+        assert run["precision"] == precision and run["device"] == "cpu"
+        assert run["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and run["torch"] == torch.__version__
+        assert all(math.isfinite(v) for v in history["train_loss"])
+        assert history["train_loss"][1] < history["train_loss"][0]
+    fp32, bf16 = (histories[p]["train_loss"] for p in ("fp32", "bf16"))
+    assert fp32 != bf16  # bfloat16 autocast really ran: rounding changes the losses ...
+    assert bf16 == pytest.approx(fp32, abs=0.05)  # ... but only a little after 16 steps
+    # the weights themselves stay float32 in both paths
+    assert all(p.dtype == torch.float32 for p in nets["bf16"].parameters())
 
 
 def test_recipes_are_valid_fit_settings():
