@@ -4,15 +4,22 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.digitlab-installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+# The exact versions CI tested; `make setup CONSTRAINTS=` installs the newest that pyproject.toml allows.
+CONSTRAINTS ?= constraints.txt
+PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
+# Where PyTorch comes from: empty for PyPI (on Linux the CUDA build, about 6 GB with its libraries), or
+# https://download.pytorch.org/whl/cpu for the CPU-only build (under 1 GB).
+TORCH_INDEX ?=
 
-.PHONY: setup data lab test lint course bench student clean
+.PHONY: setup data lab test test-oldest lint course bench student clean
 
 setup: $(STAMP)  ## create .venv and install digitlab with its test, instructor and ONNX extras
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e ".[test,instructor,onnx]"
+	$(if $(TORCH_INDEX),$(PY) -m pip install $(PIN) --index-url $(TORCH_INDEX) torch torchvision)
+	$(PY) -m pip install $(PIN) -e ".[test,instructor,onnx]"
 	touch $@
 
 data: setup  ## make sure MNIST is present and verified (downloads it once)
@@ -26,6 +33,11 @@ lint: setup
 
 test: lint  ## ruff, then the unit tests and every notebook in fast mode (nbval), in one pytest run
 	DIGITLAB_FAST=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env
+
+test-oldest:  ## the unit tests with the oldest versions pyproject.toml allows (constraints-oldest.txt), in .venv-oldest
+	test -x .venv-oldest/bin/python || $(PYTHON) -m venv .venv-oldest
+	.venv-oldest/bin/python -m pip install -c constraints-oldest.txt -e ".[test,instructor,onnx]"
+	DIGITLAB_FAST=1 .venv-oldest/bin/python -m pytest tests
 
 course: data  ## execute every notebook in full mode, in place (the committed outputs)
 	for nb in $(NOTEBOOKS); do \
