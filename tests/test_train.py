@@ -205,3 +205,51 @@ def test_recipes_are_valid_fit_settings():
         history = fit(DigitRecognitionCNN(), (X, y), progress=False, **{**settings, "num_epochs": 1})
         assert history["epoch"] == [1]
     assert train.FAST_RECIPE["n_train"] < 55_000 and train.FAST_RECIPE["num_epochs"] < train.RECIPE["num_epochs"]
+
+
+@pytest.mark.parametrize(("n", "settings", "message"), [
+    (256, {"optimizer": "sgd", "lr": 1.0}, "times the first batch's"),            # the loss explodes, stays finite
+    (1000, {"optimizer": "sgd", "lr": 1.0, "num_epochs": 2}, "no better than guessing"),  # dead at chance
+])
+def test_divergence_without_nan_stops_with_a_clear_error(small_splits, n, settings, message):
+    X, y = small_splits["test"][0][:n], small_splits["test"][1][:n]
+    set_seed(0)
+    net = DigitRecognitionCNN(batch_norm=n < 1000, dropout1=0.0, dropout2=0.0)
+    with pytest.raises(FloatingPointError, match=f"{message}.*Lower the learning rate"):
+        fit(net, (X, y), **{"num_epochs": 1, "batch_size": 64, "schedule": "none", **settings}, progress=False)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"num_epochs": 0}, "num_epochs must be"), ({"num_epochs": -1}, "num_epochs must be"),
+    ({"batch_size": 0}, "batch_size must be"), ({"batch_size": -5}, "batch_size must be"),
+    ({"lr": 0.0}, "lr must be"), ({"optimizer": "adamax"}, "optimizer must be"),
+])
+def test_bad_settings_are_refused_before_anything_runs(settings, message, monkeypatch):
+    monkeypatch.setattr(train, "get_device", lambda *a: pytest.fail("fit went past its checks"))
+    X, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    with pytest.raises(ValueError, match=message):
+        fit(DigitRecognitionCNN(), (X, y), progress=False, **settings)
+
+
+RAW = torch.randint(0, 256, (8, 28, 28), dtype=torch.uint8)
+LABELS = torch.randint(0, 10, (8,))
+
+
+@pytest.mark.parametrize(("X", "y", "error", "message"), [
+    (RAW, LABELS, ValueError, r"shaped \[N, 1, 28, 28\].*digitlab.normalize"),
+    (RAW[:, None], LABELS, TypeError, "torch.uint8 pixels.*digitlab.normalize"),
+    (RAW[:, None].float() / 255, LABELS, ValueError, "raw pixels.*digitlab.normalize"),
+    (RAW[:, None].float(), LABELS, ValueError, "raw pixels.*digitlab.normalize"),
+    (torch.randn(8, 1, 28, 28), LABELS + 1, ValueError, "digits 0-9"),
+    (torch.randn(8, 1, 28, 28), LABELS.float(), TypeError, "int64"),
+    (torch.randn(8, 1, 28, 28), LABELS[:5], ValueError, "8 images need 8 labels"),
+    (torch.randn(0, 1, 28, 28), LABELS[:0], ValueError, "no images"),
+])
+def test_fit_and_evaluate_refuse_what_is_not_normalised_mnist(X, y, error, message):
+    if message == "digits 0-9":
+        y = y.clone()
+        y[0] = 10
+    with pytest.raises(error, match=message):
+        fit(DigitRecognitionCNN(), (X, y), progress=False)
+    with pytest.raises(error, match=message):
+        evaluate(DigitRecognitionCNN(), X, y)
