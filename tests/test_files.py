@@ -41,8 +41,8 @@ def test_the_next_write_removes_what_a_killed_writer_left(tmp_path):
     assert subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path)]).returncode == 9
     assert len(list(tmp_path.iterdir())) == 2  # the killed writer's temporary file
     with atomic_path(path) as live:  # a writer still at work keeps its temporary file
-        write_text(path, "new")
-        assert Path(live).exists()
+        write_text(path, "other")
+        Path(live).write_text("new")
     assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["r.md"]
 
 
