@@ -253,3 +253,33 @@ def test_fit_and_evaluate_refuse_what_is_not_normalised_mnist(X, y, error, messa
         fit(DigitRecognitionCNN(), (X, y), progress=False)
     with pytest.raises(error, match=message):
         evaluate(DigitRecognitionCNN(), X, y)
+
+
+class Payload:
+    """Stands for a pickled object in a foreign or malicious checkpoint."""
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "is empty"),
+    ({"arch": "DigitRecognitionCNN", "config": {"width": 2}, "state_dict": {}}, "options.*width"),
+    ({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": {}, "meta": Payload()}, "not a digitlab checkpoint"),
+])
+def test_unreadable_checkpoints_are_clear_errors_without_unsafe_advice(tmp_path, content, message):
+    path = tmp_path / "x.pt"
+    path.write_bytes(content) if isinstance(content, bytes) else torch.save(content, path)
+    with pytest.raises(ValueError, match=message) as err:
+        load(path)
+    assert "weights_only" not in str(err.value)
+
+
+def test_unreadable_checkpoint_says_permission_denied(tmp_path, monkeypatch):
+    path = save(DigitRecognitionCNN(), tmp_path / "x.pt")
+    monkeypatch.setattr(train.torch, "load", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    with pytest.raises(ValueError, match="permission denied") as err:
+        load(path)
+    assert "Delete" not in str(err.value)
+
+
+def test_predict_with_batch_size_zero_is_a_clear_error():
+    with pytest.raises(ValueError, match="batch_size must be"):
+        predict(DigitRecognitionCNN(), torch.zeros(2, 28, 28), batch_size=0)
