@@ -62,7 +62,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a command; a user error prints one line, `error: ...`, and returns 2 (other errors keep their traceback)."""
+    """Run a command; a user error prints one line, `error: ...`, and returns 2 (1 for an OSError); bugs raise."""
     args = parse(argv)
     try:
         if args.command == "data":
@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     except DigitlabError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the machine's, not the code's: a full disk, a folder one may not write
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("Interrupted: nothing saved.", file=sys.stderr)
         return 130

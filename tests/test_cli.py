@@ -81,3 +81,12 @@ def test_internal_errors_keep_their_traceback(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "load", lambda *a, **k: torch.zeros(0)[1])
     with pytest.raises(IndexError):
         main(["evaluate", str(tmp_path / "x.pt")])
+
+
+def test_errors_of_the_machine_are_one_line_too(monkeypatch, capsys):
+    def full_disk(split):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "load_mnist", full_disk)
+    assert main(["data"]) == 1
+    assert capsys.readouterr().err == "error: [Errno 28] No space left on device\n"
