@@ -34,9 +34,11 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     path = Path(path)
     prefix = f".{path.name}."
     removed = []
-    for tmp in path.parent.glob(f"{prefix}*.tmp"):
-        pid = tmp.name[len(prefix):].split(".")[0]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+    for tmp in path.parent.iterdir():
+        parts = tmp.name[len(prefix):].split(".") if tmp.name.startswith(prefix) else []
+        if len(parts) != 3 or parts[2] != "tmp" or not parts[0].isdigit():  # not `<pid>.<random>.tmp`
+            continue
+        if int(parts[0]) != os.getpid() and not _alive(int(parts[0])):
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 removed.append(tmp)
