@@ -53,8 +53,8 @@ def get_device(name: str = "auto") -> torch.device:
             device = torch.device(name)
         except RuntimeError:
             raise DigitlabError(f"unknown device {name!r}; use auto, cpu, cuda or mps.") from None
-        if device.type == "cuda" and not torch.cuda.is_available() or \
-                device.type == "mps" and not torch.backends.mps.is_available():
+        available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+        if device.type in available and not available[device.type]():
             raise DigitlabError(f"device {name!r} is not available on this machine; use auto or cpu.")
         return device
     if torch.cuda.is_available():
