@@ -7,11 +7,14 @@ import sys
 import time
 
 from digitlab.data import load_mnist, mnist_splits
+from digitlab.errors import DigitlabError
+from digitlab.files import check_writable
 from digitlab.models import DigitRecognitionCNN
-from digitlab.train import evaluate, fit, get_device, load, save, set_seed
+from digitlab.train import check_settings, evaluate, fit, get_device, load, save, set_seed
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The command and its options (argparse exits with a usage message on a bad one)."""
     parser = argparse.ArgumentParser(prog="python -m digitlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train the paper's CNN on MNIST and save a checkpoint")
@@ -29,39 +32,67 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("checkpoint")
     e.add_argument("--device", default="auto")
     sub.add_parser("data", help="make sure MNIST is present and verified (downloads it if needed)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    if args.command == "data":
-        for split in ("train", "test"):
-            X, _ = load_mnist(split)
-            print(f"MNIST {split}: {len(X):,} images, verified")
-    elif args.command == "train":
-        set_seed(args.seed)
-        data = mnist_splits(n_train=args.n_train)
-        net = DigitRecognitionCNN()
-        print(f"Training on {len(data['train'][1]):,} images for {args.epochs} epoch(s) "
-              f"on {get_device(args.device)}")
-        start = time.perf_counter()
-        history = fit(net, data["train"], data["val"], num_epochs=args.epochs, lr=args.lr,
-                      batch_size=args.batch_size, schedule=args.schedule, seed=args.seed,
-                      device=args.device, precision=args.precision)
-        for i, epoch in enumerate(history["epoch"]):
-            print(f"epoch {epoch}: train loss {history['train_loss'][i]:.4f}, "
-                  f"val accuracy {history['val_acc'][i]:.4f}, {history['seconds'][i]:.1f} s")
-        run = history["run"]
-        print(f"Training took {time.perf_counter() - start:.1f} s on {run['device']} in {run['precision']} "
-              f"({run['cpu']}, {run['cpu_capability']}, {run['threads']} threads, torch {run['torch']})")
-        save(net, args.out, history=history, args=vars(args))
-        print(f"Saved {args.out}; test it with `python -m digitlab evaluate {args.out}`")
-    else:
-        net, meta = load(args.checkpoint, device=str(get_device(args.device)))
-        run = meta.get("history", {}).get("run")
-        if run:
-            print(f"trained on {run['device']} in {run['precision']} ({run['cpu']}, {run['cpu_capability']}, "
-                  f"torch {run['torch']})")
-        data = mnist_splits()
-        loss, acc = evaluate(net, *data["test"])
-        print(f"test accuracy {acc:.4f} ({acc * 100:.2f}%), test loss {loss:.4f}")
+
+def train(args: argparse.Namespace) -> int:
+    """Train and save a checkpoint; settings and `--out` are checked before any data is loaded."""
+    check_settings(num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    if args.n_train is not None and not 0 < args.n_train <= 55_000:
+        raise DigitlabError(f"--n-train must be from 1 to 55,000, not {args.n_train}.")
+    device = get_device(args.device)
+    check_writable(args.out)
+    set_seed(args.seed)
+    data = mnist_splits(n_train=args.n_train)
+    net = DigitRecognitionCNN()
+    print(f"Training on {len(data['train'][1]):,} images for {args.epochs} epoch(s) on {device}")
+    start = time.perf_counter()
+    history = fit(net, data["train"], data["val"], num_epochs=args.epochs, lr=args.lr,
+                  batch_size=args.batch_size, schedule=args.schedule, seed=args.seed,
+                  device=args.device, precision=args.precision)
+    for i, epoch in enumerate(history["epoch"]):
+        print(f"epoch {epoch}: train loss {history['train_loss'][i]:.4f}, "
+              f"val accuracy {history['val_acc'][i]:.4f}, {history['seconds'][i]:.1f} s")
+    run = history["run"]
+    print(f"Training took {time.perf_counter() - start:.1f} s on {run['device']} in {run['precision']} "
+          f"({run['cpu']}, {run['cpu_capability']}, {run['threads']} threads, torch {run['torch']})")
+    if len(history["epoch"]) < args.epochs:
+        print(f"Interrupted after {len(history['epoch'])} of {args.epochs} epoch(s): nothing saved, "
+              f"{args.out} is unchanged.", file=sys.stderr)
+        return 130
+    save(net, args.out, history=history, args=vars(args))
+    print(f"Saved {args.out}; test it with `python -m digitlab evaluate {args.out}`")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a command; a user error prints one line, `error: ...`, and returns 2 (1 for an OSError); bugs raise."""
+    args = parse(argv)
+    try:
+        if args.command == "data":
+            for split in ("train", "test"):
+                X, _ = load_mnist(split)
+                print(f"MNIST {split}: {len(X):,} images, verified")
+        elif args.command == "train":
+            return train(args)
+        else:
+            net, meta = load(args.checkpoint, device=str(get_device(args.device)))
+            run = meta.get("history", {}).get("run")
+            if run:
+                print(f"trained on {run['device']} in {run['precision']} ({run['cpu']}, {run['cpu_capability']}, "
+                      f"torch {run['torch']})")
+            data = mnist_splits()
+            loss, acc = evaluate(net, *data["test"])
+            print(f"test accuracy {acc:.4f} ({acc * 100:.2f}%), test loss {loss:.4f}")
+    except DigitlabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the machine's, not the code's: a full disk, a folder one may not write
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("Interrupted: nothing saved.", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from digitlab import data, models, train
 from digitlab.data import PROJECT_DIR, mnist_splits, stratified_split
-from digitlab.files import write_text
+from digitlab.errors import DigitlabError
+from digitlab.files import locked, write_text
 from digitlab.models import DigitRecognitionCNN
 from digitlab.train import cpu_name, evaluate, fit, set_seed
 
@@ -220,14 +221,27 @@ def load_records(path: str | Path) -> list[dict]:
             raise ValueError(f"{path}, line {i}: a record without {sorted(missing)}; delete that line "
                              "(its run will be redone).")
         records.append(record)
-    return records
+    return _collapse_duplicates(records, path)
+
+
+def _collapse_duplicates(records: list[dict], path: Path) -> list[dict]:
+    """Keep the last record of each config and seed (as `save_record` would), with a warning if any were dropped."""
+    last = {(r["key"], r["seed"]): i for i, r in enumerate(records)}
+    if len(last) < len(records):
+        warnings.warn(f"{path} holds {len(records) - len(last)} duplicate record(s) of a config and seed "
+                      "(files joined or edited by hand?); only the last of each is used.", stacklevel=3)
+    return [r for i, r in enumerate(records) if last[(r["key"], r["seed"])] == i]
 
 
 def save_record(record: dict, path: str | Path) -> None:
-    """Add `record` to the results file atomically, replacing any older record of the same config and seed."""
-    kept = [r for r in load_records(path) if (r["key"], r["seed"]) != (record["key"], record["seed"])]
-    lines = [json.dumps(r, sort_keys=True) for r in [*kept, record]]
-    write_text(path, "\n".join(lines) + "\n")
+    """Add `record` to the results file atomically, replacing any older record of the same config and seed.
+
+    The file is locked while it is rewritten, so processes that share it never lose each other's records.
+    """
+    with locked(path):
+        kept = [r for r in load_records(path) if (r["key"], r["seed"]) != (record["key"], record["seed"])]
+        lines = [json.dumps(r, sort_keys=True) for r in [*kept, record]]
+        write_text(path, "\n".join(lines) + "\n")
 
 
 def find(records: list[dict], config: dict, seed: int, code: str | None = None) -> dict | None:
@@ -289,8 +303,12 @@ def mean_by(records: list[dict], key: str, metric: str) -> dict:
 
 
 def summarize(records: list[dict], ref: dict = PAPER, ref_name: str | None = None) -> pd.DataFrame:
-    """Mean and standard deviation over seeds of the final metrics, one row per config, in order."""
+    """Mean and standard deviation over seeds of the final metrics, one row per config, in order.
+
+    The `seeds` column says how many runs (one per seed) each row averages.
+    """
     metrics = ["train_acc", "val_acc", "gap", "test_acc", "train_loss", "val_loss"]
+    _refuse_duplicates(records)
     rows, order = {}, []
     for r in records:
         name = label(r["config"], ref, ref_name)
@@ -305,6 +323,17 @@ def summarize(records: list[dict], ref: dict = PAPER, ref_name: str | None = Non
             row[m], row[f"{m}_std"] = finals[m].mean(), finals[m].std(ddof=1) if len(finals) > 1 else 0.0
         table.append(row)
     return pd.DataFrame(table).set_index("config")
+
+
+def _refuse_duplicates(records: list[dict]) -> None:
+    """Refuse a list that holds a config's seed twice: its mean would count that run twice."""
+    seen = set()
+    for r in records:
+        run = (config_key(r["config"]), r["seed"])
+        if run in seen:
+            raise DigitlabError(f"the records hold seed {r['seed']} of {label(r['config'])!r} more than once; "
+                                "a mean over them would count that run twice. Pass each run once.")
+        seen.add(run)
 
 
 def show(table: pd.DataFrame, metrics: tuple[str, ...] = ("train_acc", "val_acc", "gap", "test_acc")):

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from digitlab.errors import DigitlabError, MissingFileError, WrongTypeError
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 DOWNLOAD_DIR = PROJECT_DIR / "data" / "MNIST" / "raw"
 
@@ -26,6 +28,7 @@ MD5 = {
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 SIZES = {"train": 60_000, "test": 10_000}
+GZIP_MAGIC = b"\x1f\x8b"
 
 # Mean and standard deviation of the 60,000 training pixels (scaled to [0, 1]);
 # `normalization_constants` recomputes them from the data.
@@ -33,15 +36,18 @@ MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
 
 
-class MNISTFileError(ValueError):
+class MNISTFileError(DigitlabError):
     """An MNIST file is missing, truncated, corrupted or not the file it claims to be."""
 
 
 def _uncompressed(path: Path) -> bytes:
-    """The bytes of `path`, gunzipped if its name ends in .gz."""
+    """The bytes of `path`, gunzipped if they are gzipped."""
     try:
         raw = path.read_bytes()
-        return gzip.decompress(raw) if path.suffix == ".gz" else raw
+        return gzip.decompress(raw) if raw[:2] == GZIP_MAGIC else raw  # gzipped whatever its name says
+    except PermissionError:
+        raise MNISTFileError(f"{path}: permission denied. Make it readable (chmod a+r) or set DIGITLAB_DATA "
+                             "to a folder with readable copies.") from None
     except (OSError, EOFError, gzip.BadGzipFile) as err:
         raise MNISTFileError(f"{path}: cannot read it ({err}). Delete it and load again.") from err
 
@@ -53,6 +59,8 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Parse the bytes of an uncompressed IDX file into a uint8 array."""
+    if not data:
+        raise MNISTFileError(f"{name}: the file is empty (0 bytes). Delete it and load again.")
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise MNISTFileError(f"{name}: not an IDX file (bad magic number {data[:4].hex()}).")
     if data[2] != 0x08:
@@ -73,6 +81,8 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
 def _candidates(stem: str) -> list[Path]:
     """Every place `stem` may be found, in the order they are tried."""
     dirs = [Path(os.environ["DIGITLAB_DATA"])] if os.environ.get("DIGITLAB_DATA") else []
+    if dirs and dirs[0].is_file():
+        raise DigitlabError(f"DIGITLAB_DATA={dirs[0]} is a file; set it to the folder that holds the MNIST files.")
     dirs.append(DOWNLOAD_DIR)
     return [d / f"{stem}{ext}" for d in dirs for ext in (".gz", "")]
 
@@ -108,7 +118,7 @@ def _download(stem: str) -> Path:
             os.replace(Path(tmp) / target.name, target)
             return target
     looked = "\n  ".join(str(p) for p in _candidates(stem))
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"MNIST file {stem} was not found and could not be downloaded.\nLooked in:\n  {looked}\n"
         f"Download errors:\n  " + "\n  ".join(errors) + "\n"
         "Copy the four MNIST IDX files (gzipped or not) into data/MNIST/raw/, "
@@ -122,7 +132,7 @@ def mnist_file(stem: str, download: bool = True) -> np.ndarray:
             return _verify(path, stem)
     if not download:
         looked = "\n  ".join(str(p) for p in _candidates(stem))
-        raise FileNotFoundError(f"MNIST file {stem} not found. Looked in:\n  {looked}")
+        raise MissingFileError(f"MNIST file {stem} not found. Looked in:\n  {looked}")
     return _verify(_download(stem), stem)
 
 
@@ -148,6 +158,38 @@ def normalize(X: Tensor) -> Tensor:
     """Images [N, 28, 28] (uint8 0-255 or float 0-1) -> normalised float32 inputs [N, 1, 28, 28]."""
     x = X.float() / 255 if X.dtype == torch.uint8 else X.float()
     return ((x - MNIST_MEAN) / MNIST_STD).unsqueeze(1)
+
+
+def check_inputs(X: Tensor, y: Tensor, name: str = "inputs") -> None:
+    """Refuse anything but normalised images [N, 1, 28, 28] and int64 labels 0-9 (what fit and evaluate take)."""
+    if not isinstance(X, Tensor) or not isinstance(y, Tensor):
+        raise WrongTypeError(f"{name}: images and labels must be torch tensors, not {type(X).__name__} "
+                             f"and {type(y).__name__}.")
+    if X.dim() != 4 or tuple(X.shape[1:]) != (1, 28, 28):
+        raise DigitlabError(f"{name}: images must be normalised inputs shaped [N, 1, 28, 28], not {list(X.shape)}. "
+                            "Call digitlab.normalize(images) on raw [N, 28, 28] images.")
+    if len(X) == 0:
+        raise DigitlabError(f"{name}: no images.")
+    if len(y) != len(X) or y.dim() != 1:
+        raise DigitlabError(f"{name}: {len(X)} images need {len(X)} labels shaped [N]; got {list(y.shape)}.")
+    check_normalised(X, name)
+    if y.dtype != torch.int64:
+        raise WrongTypeError(f"{name}: labels must be int64 class indices (torch.long), not {y.dtype}.")
+    lo, hi = y.min().item(), y.max().item()
+    if lo < 0 or hi > 9:
+        raise DigitlabError(f"{name}: labels must be digits 0-9; these range from {lo} to {hi}.")
+
+
+def check_normalised(X: Tensor, name: str = "inputs") -> None:
+    """Refuse raw pixels (uint8, or floats in [0, 1] or [0, 255]) where normalised inputs are expected."""
+    if not X.is_floating_point():
+        raise WrongTypeError(f"{name}: {X.dtype} pixels, not normalised float inputs. "
+                             "Call digitlab.normalize(images) first.")
+    lo, hi = X.min().item(), X.max().item()
+    if (lo >= 0 and hi <= 1) or hi > 10:
+        raise DigitlabError(f"{name}: values from {lo:.3g} to {hi:.3g} look like raw pixels, not normalised inputs "
+                            f"(MNIST normalised spans about {-MNIST_MEAN / MNIST_STD:.2f} to "
+                            f"{(1 - MNIST_MEAN) / MNIST_STD:.2f}). Call digitlab.normalize(images) first.")
 
 
 def stratified_split(y: Tensor, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
@@ -207,6 +249,8 @@ class Batches:
                  augment: bool = False, seed: int = 0):
         if len(X) != len(y):
             raise ValueError(f"X has {len(X)} items but y has {len(y)}.")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
+            raise DigitlabError(f"batch_size must be a whole number of at least 1, not {batch_size!r}.")
         self.X, self.y, self.batch_size = X, y, batch_size
         self.shuffle, self.augment = shuffle, augment
         self.generator = torch.Generator().manual_seed(seed)

@@ -8,13 +8,51 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from digitlab.errors import DigitlabError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; writers there must take turns
+    fcntl = None
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` is running (POSIX; elsewhere every process counts as alive)."""
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Delete the temporary files of `path` left by writers that were killed; return what was deleted."""
+    path = Path(path)
+    prefix = f".{path.name}."
+    removed = []
+    for tmp in path.parent.iterdir():
+        parts = tmp.name[len(prefix):].split(".") if tmp.name.startswith(prefix) else []
+        if len(parts) != 3 or parts[2] != "tmp" or not parts[0].isdigit():  # not `<pid>.<random>.tmp`
+            continue
+        if int(parts[0]) != os.getpid() and not _alive(int(parts[0])):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed.append(tmp)
+    return removed
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[str]:
     """Yield a temporary file name next to `path`; it replaces `path` only if the block completes."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_stale_temporaries(path)
+    # The writer's process id in the name lets a later run find and delete it if the writer was killed.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
     os.close(fd)
     try:
         yield tmp
@@ -28,3 +66,33 @@ def write_text(path: str | Path, text: str) -> None:
     """Write `text` to `path` atomically."""
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
+
+
+def check_writable(path: str | Path) -> None:
+    """Refuse now, with a DigitlabError, a `path` that cannot be written, so a long run does not fail at its end."""
+    path = Path(path)
+    if path.is_dir():
+        raise DigitlabError(f"cannot write {path}: it is a folder; give a file name such as {path / 'model.pt'}.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as err:
+        raise DigitlabError(f"cannot write {path}: {err.strerror or err}.") from None
+
+
+@contextlib.contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on `path`'s folder for the block: read-modify-write of `path` by several processes."""
+    folder = Path(path).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from digitlab.data import PROJECT_DIR, normalize
+from digitlab.data import PROJECT_DIR, check_normalised, normalize
+from digitlab.errors import DigitlabError, WrongTypeError
 from digitlab.files import atomic_path, write_text
 from digitlab.train import _as_images, cpu_name
 
@@ -69,6 +70,7 @@ def quantize_static_int8(net: nn.Module, calibration: Tensor) -> nn.Module:
     from torch.ao.quantization import get_default_qconfig_mapping
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
+    _check_calibration(calibration)
     torch.backends.quantized.engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FX quantisation is deprecated in favour of torchao; still works
@@ -77,6 +79,19 @@ def quantize_static_int8(net: nn.Module, calibration: Tensor) -> nn.Module:
             for i in range(0, len(calibration), 256):
                 prepared(calibration[i: i + 256])
         return convert_fx(prepared)
+
+
+def _check_calibration(calibration: Tensor) -> None:
+    """Refuse calibration data that is not normalised images [N, 1, 28, 28]: it would set wrong int8 ranges."""
+    if not isinstance(calibration, Tensor) or calibration.dim() != 4 or tuple(calibration.shape[1:]) != (1, 28, 28):
+        raise DigitlabError(f"calibration must be normalised images shaped [N, 1, 28, 28], e.g. "
+                            f"digitlab.normalize(images[:1000]); got {_describe(calibration)}.")
+    check_normalised(calibration, "calibration")
+
+
+def _describe(x) -> str:
+    """A tensor's shape and dtype, or another object's type, for error messages."""
+    return f"{list(x.shape)} {x.dtype}" if isinstance(x, Tensor) else type(x).__name__
 
 
 def quantize_dynamic_int8(net: nn.Module) -> nn.Module:
@@ -105,7 +120,11 @@ def load_exported(path: str | Path, threads: int = 1) -> Runner:
         return onnx_runner(path, threads)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return _torch_runner(torch.jit.load(path))
+        try:
+            return _torch_runner(torch.jit.load(path))
+        except RuntimeError:
+            raise DigitlabError(f"{path} is not a TorchScript file such as export_torchscript writes; "
+                                "a digitlab checkpoint is read with digitlab.load.") from None
 
 
 def export_onnx(net: nn.Module, path: str | Path) -> Path:
@@ -158,6 +177,7 @@ def onnx_runner(path: str | Path, threads: int = 1) -> Runner:
 
 def quantize_onnx_int8(src: str | Path, dst: str | Path, calibration: Tensor) -> Path:
     """Static int8 quantisation of an ONNX file (per-channel weights), ranges observed on `calibration`."""
+    _check_calibration(calibration)
     _onnxruntime()
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -179,6 +199,7 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path, calibration: Tensor) ->
 
 def make_runner(net: nn.Module, path: str, threads: int = 1, calibration: Tensor | None = None) -> Runner:
     """A function from normalised inputs to logits that runs `net` the way `path` (one of PATHS) says."""
+    _check_net(net, threads)
     if path == "eager":
         net = copy.deepcopy(net).cpu().eval()
 
@@ -207,6 +228,20 @@ def make_runner(net: nn.Module, path: str, threads: int = 1, calibration: Tensor
                 onnx_file = quantize_onnx_int8(onnx_file, Path(tmp) / "net-int8.onnx", calibration)
             return onnx_runner(onnx_file, threads)
     raise ValueError(f"path must be one of {', '.join(PATHS)}; not {path!r}.")
+
+
+def _check_net(net, threads: int) -> None:
+    """Refuse what is not a network (a path, a state_dict) and thread counts below 1."""
+    if isinstance(net, str | Path):
+        raise WrongTypeError(f"expected a network, not the path {str(net)!r}: load it first, "
+                             "net, _ = digitlab.load(path).")
+    if isinstance(net, dict):
+        raise WrongTypeError("expected a network, not a state_dict: load it into one first, net = "
+                             "DigitRecognitionCNN(); net.load_state_dict(state_dict), or use digitlab.load.")
+    if not isinstance(net, nn.Module):
+        raise WrongTypeError(f"expected a network (torch.nn.Module), not {type(net).__name__}.")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise DigitlabError(f"threads must be a whole number of at least 1, not {threads!r}.")
 
 
 def onnx_available() -> bool:

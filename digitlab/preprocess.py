@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from digitlab.errors import DigitlabError
 
 # MNIST's recipe: the digit's bounding box is scaled to fit 20x20 pixels (keeping its aspect
 # ratio), then the digit is placed in a 28x28 frame with its centre of mass at pixel (14, 14).
@@ -19,6 +22,10 @@ CENTRE = 14.0
 INK_THRESHOLD = 0.25
 # Below this contrast (on a 0-1 scale) between ink and background the picture is blank.
 MIN_CONTRAST = 0.1
+# Ink whose bounding box is smaller than this share of the picture's longer side, or than this many
+# pixels, is a speck (dust, a stray tap on the pad), not a digit; MNIST digits span 20 of 28 pixels.
+MIN_INK_SHARE = 0.1
+MIN_INK_PIXELS = 3
 
 
 def as_grayscale(image) -> np.ndarray:
@@ -26,7 +33,7 @@ def as_grayscale(image) -> np.ndarray:
     if isinstance(image, (str, Path)):
         image = _open(image)
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
-        image = np.asarray(image.convert("RGBA") if image.mode in ("RGBA", "LA", "P", "PA") else image.convert("L"))
+        image = _from_pil(image)
     if isinstance(image, Tensor):
         image = image.detach().cpu().numpy()
     if not isinstance(image, np.ndarray):
@@ -63,6 +70,25 @@ def as_grayscale(image) -> np.ndarray:
     return np.clip(x, 0, 1)
 
 
+def _from_pil(image) -> np.ndarray:
+    """A PIL image in any mode and bit depth -> uint8 gray or RGBA, or float gray in [0, 1]."""
+    mode = image.mode
+    if mode in ("I", "F") or mode.startswith("I;16"):  # 16- and 32-bit integers, 32-bit floats
+        x = np.asarray(image).astype(np.float64)
+        lo, hi = float(x.min()), float(x.max())
+        top = 1.0 if mode == "F" and hi <= 1 else 255.0 if hi <= 255 and not mode.startswith("I;16") else 65535.0
+        if lo < 0 or hi > top:
+            raise DigitlabError(f"a mode {mode} picture with values from {lo:.3g} to {hi:.3g}: digitlab reads "
+                                "pixel values from 0 to 1, 255 or 65535. Save it as an 8- or 16-bit picture.")
+        return (x / top).astype(np.float32)
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa", "P") or "transparency" in image.info:
+        return np.asarray(image.convert("RGBA"))
+    for target in ("L", "RGB"):  # LAB, for one, converts to RGB only
+        with contextlib.suppress(ValueError):
+            return np.asarray(image.convert(target))
+    raise DigitlabError(f"pictures in PIL mode {mode} cannot be read; save it as RGB or grayscale.")
+
+
 def _open(path: str | Path):
     """Open an image file with PIL, with a clear error if it is missing or not an image."""
     from PIL import Image, UnidentifiedImageError
@@ -86,7 +112,7 @@ def ink(image) -> np.ndarray:
         x, background = 1 - x, 1 - background
     contrast = float(x.max()) - background
     if contrast < MIN_CONTRAST:
-        raise ValueError(
+        raise DigitlabError(
             f"No digit found: the picture is blank or almost uniform (ink-to-background contrast {contrast:.2f}, "
             f"needs at least {MIN_CONTRAST}). Draw or photograph a darker, thicker digit.")
     strength = np.clip((x - background) / contrast, 0, 1)
@@ -95,8 +121,13 @@ def ink(image) -> np.ndarray:
 
 
 def crop_to_ink(strength: np.ndarray) -> np.ndarray:
-    """The smallest rectangle that holds every ink pixel."""
+    """The smallest rectangle that holds every ink pixel; a speck of ink is no digit."""
     rows, cols = np.flatnonzero(strength.any(1)), np.flatnonzero(strength.any(0))
+    size = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
+    if size < max(MIN_INK_PIXELS, MIN_INK_SHARE * max(strength.shape)):
+        raise DigitlabError(
+            f"No digit found: the only ink is a speck of {rows[-1] - rows[0] + 1}x{cols[-1] - cols[0] + 1} pixels in "
+            f"a {strength.shape[1]}x{strength.shape[0]} picture. Draw the digit larger or crop closer to it.")
     return strength[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
 
 

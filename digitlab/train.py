@@ -17,8 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from digitlab.data import PROJECT_DIR, Batches, mnist_splits, normalize
-from digitlab.files import atomic_path
+from digitlab.data import PROJECT_DIR, Batches, check_inputs, mnist_splits, normalize
+from digitlab.errors import DigitlabError, DivergedError, MissingFileError
+from digitlab.files import atomic_path, check_writable
 from digitlab.models import DigitRecognitionCNN
 
 MODELS_DIR = PROJECT_DIR / "models"
@@ -31,6 +32,13 @@ PRECISIONS = ("fp32", "bf16")  # float32 everywhere, or bfloat16 autocast for th
 # 99.34% test accuracy; FAST_RECIPE in 10 s to 97.88%. benchmarks/RESULTS.md has the benchmark's numbers.
 RECIPE = {"num_epochs": 5, "batch_size": 128, "lr": 6e-3, "schedule": "onecycle", "augment": True}
 FAST_RECIPE = {**RECIPE, "num_epochs": 2, "n_train": 10_000}
+OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
+SCHEDULES = ("none", "step", "onecycle", "plateau")
+# Divergence: an epoch's mean loss this many times the first batch's (course runs stay below 1.1 times),
+# or, at the end of 2 or more epochs on this many images, training accuracy this close to guessing (10%).
+DIVERGED_LOSS_RATIO = 10.0
+CHANCE_ACC, CHANCE_MIN_IMAGES = 0.15, 500
+SETTINGS = ("batch_size", "lr", "optimizer", "schedule")  # fit's keywords that check_settings checks
 
 
 def set_seed(seed: int) -> None:
@@ -41,9 +49,16 @@ def set_seed(seed: int) -> None:
 
 
 def get_device(name: str = "auto") -> torch.device:
-    """`auto` picks CUDA, then Apple MPS, then the CPU; any other name is used as given."""
+    """`auto` picks CUDA, then Apple MPS, then the CPU; any other name is used as given, if this machine has it."""
     if name != "auto":
-        return torch.device(name)
+        try:
+            device = torch.device(name)
+        except RuntimeError:
+            raise DigitlabError(f"unknown device {name!r}; use auto, cpu, cuda or mps.") from None
+        available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+        if device.type in available and not available[device.type]():
+            raise DigitlabError(f"device {name!r} is not available on this machine; use auto or cpu.")
+        return device
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
@@ -123,6 +138,7 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, num_epochs: int,
 
 def evaluate(net: nn.Module, X: Tensor, y: Tensor, batch_size: int = 1000) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy of `net` on normalised inputs X and labels y."""
+    check_inputs(X, y, "evaluate")
     device = next(net.parameters()).device
     was_training = net.training
     net.eval()
@@ -142,6 +158,41 @@ def to_channels_last(X: Tensor) -> Tensor:
     return X.contiguous(memory_format=torch.channels_last)
 
 
+def check_settings(num_epochs: int = 1, batch_size: int = 1, lr: float = 1e-3, optimizer: str = "adam",
+                   schedule: str = "none") -> None:
+    """Refuse settings that cannot train, before any data is loaded or moved."""
+    for name, value in [("num_epochs", num_epochs), ("batch_size", batch_size)]:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise DigitlabError(f"{name} must be a whole number of at least 1, not {value!r}.")
+    if not lr > 0:
+        raise DigitlabError(f"lr must be a positive number, not {lr!r}.")
+    if optimizer not in OPTIMIZERS:
+        raise DigitlabError(f"optimizer must be 'adam', 'adamw', 'sgd' or 'adadelta', not {optimizer!r}.")
+    if schedule not in SCHEDULES:
+        raise DigitlabError(f"schedule must be 'none', 'step', 'onecycle' or 'plateau', not {schedule!r}.")
+
+
+def _check_fit(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None, **settings) -> None:
+    """Refuse fit's bad settings and inputs up front, before anything is trained."""
+    check_settings(**settings)
+    check_inputs(*train, "the training set")
+    if val is not None:
+        check_inputs(*val, "the validation set")
+
+
+def _check_progress(history: dict[str, list], first_loss: float, n: int, lr: float, last: bool) -> None:
+    """Raise DivergedError if the last epoch's loss exploded or, at the end of training, nothing was learnt."""
+    epoch, loss, acc = history["epoch"][-1], history["train_loss"][-1], history["train_acc"][-1]
+    if loss > DIVERGED_LOSS_RATIO * first_loss:
+        raise DivergedError(
+            f"The mean loss of epoch {epoch} is {loss:.3g}, {loss / first_loss:.0f} times the first batch's "
+            f"({first_loss:.3g}): training diverged. Lower the learning rate (lr={lr}) or check the inputs.")
+    if last and epoch >= 2 and n >= CHANCE_MIN_IMAGES and acc < CHANCE_ACC and loss >= 0.9 * first_loss:
+        raise DivergedError(
+            f"After {epoch} epochs the training accuracy is {acc:.1%}, no better than guessing, and the loss "
+            f"({loss:.3g}) has not fallen: training failed. Lower the learning rate (lr={lr}) or check the inputs.")
+
+
 def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = None, *,
         num_epochs: int = 10, lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adam",
         schedule: str = "onecycle", weight_decay: float = 0.0, augment: bool = False,
@@ -151,6 +202,8 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
     `precision` is `fp32`, `bf16` (bfloat16 autocast) or `auto` (see `choose_precision`).
     Ctrl-C stops training and returns the history of the finished epochs.
     """
+    _check_fit(train, val, num_epochs=num_epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+               schedule=schedule)
     device = get_device(device)
     net.to(device, memory_format=torch.channels_last)
     X, y = (t.to(device) for t in train)
@@ -162,6 +215,7 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
     scheduler = make_scheduler(schedule, opt, num_epochs, len(batches))
     keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
     history = {k: [] for k in keys}
+    first_loss = 0.0  # the first batch's loss: the yardstick of divergence
     bar = tqdm(total=num_epochs * len(batches), unit="batch", disable=not progress)
     try:
         for epoch in range(1, num_epochs + 1):
@@ -173,7 +227,7 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
                     logits = net(to_channels_last(Xb))
                     loss = F.cross_entropy(logits, yb)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
+                    raise DivergedError(
                         f"The loss became {loss.item()} at epoch {epoch}, batch {i + 1}: training "
                         f"diverged. Lower the learning rate (lr={lr}) or check the inputs.")
                 opt.zero_grad(set_to_none=True)
@@ -182,6 +236,7 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
                 if schedule == "onecycle":
                     scheduler.step()
                 loss_sum += loss.item() * len(yb)
+                first_loss = first_loss or loss.item()
                 correct += (logits.argmax(1) == yb).sum().item()
                 bar.update()
             seconds = time.perf_counter() - start
@@ -193,6 +248,7 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
             for k, v in zip(keys, [epoch, loss_sum / len(y), correct / len(y), val_loss, val_acc,
                                    opt.param_groups[0]["lr"], seconds], strict=True):
                 history[k].append(v)
+            _check_progress(history, first_loss, len(y), lr, last=epoch == num_epochs)
             bar.set_postfix(loss=f"{loss_sum / len(y):.4f}", val_acc=f"{val_acc:.4f}")
     except KeyboardInterrupt:
         print(f"Interrupted: returning the history of the {len(history['epoch'])} finished epoch(s).")
@@ -264,28 +320,46 @@ def save(net: nn.Module, path: str | Path, **meta) -> Path:
 def load(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
     """Read a checkpoint written by `save` (or a bare state_dict of the paper's network)."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No checkpoint at {path}. Train one with "
-                                f"`python -m digitlab train --out {path}`.")
-    try:
-        checkpoint = torch.load(path, map_location=device, weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint ({err}).") from err
+    checkpoint = _read_checkpoint(path, device)
     if isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, Tensor) for v in checkpoint.values()):
         checkpoint = {"arch": "DigitRecognitionCNN", "config": {}, "state_dict": checkpoint, "meta": {}}
     if not isinstance(checkpoint, dict) or not {"arch", "state_dict"} <= checkpoint.keys():
-        raise ValueError(f"{path} is not a digitlab checkpoint: write checkpoints with digitlab.save.")
+        raise DigitlabError(f"{path} is not a digitlab checkpoint: write checkpoints with digitlab.save.")
     arch = checkpoint["arch"]
     if arch not in ARCHITECTURES:
-        raise ValueError(f"{path} holds a {arch!r}, which digitlab does not know; "
-                         f"known architectures: {', '.join(ARCHITECTURES)}.")
-    net = ARCHITECTURES[arch](**checkpoint.get("config", {}))
+        raise DigitlabError(f"{path} holds a {arch!r}, which digitlab does not know; "
+                            f"known architectures: {', '.join(ARCHITECTURES)}.")
+    config = checkpoint.get("config", {})
+    try:
+        net = ARCHITECTURES[arch](**config)
+    except TypeError:
+        raise DigitlabError(f"{path} is not a checkpoint of this digitlab: its {arch} options {config} are not "
+                            f"all options of {arch}.") from None
     try:
         net.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:
-        raise ValueError(f"{path} was saved from a different architecture than {arch}"
-                         f"({checkpoint.get('config', {})}):\n{err}") from err
+        raise DigitlabError(f"{path} was saved from a different architecture than {arch}"
+                            f"({config}):\n{err}") from err
     return net.to(device).eval(), checkpoint.get("meta", {})
+
+
+def _read_checkpoint(path: Path, device: str):
+    """The object in a checkpoint file, read safely (tensors and plain data only), or a clear error."""
+    if not path.exists():
+        raise MissingFileError(f"No checkpoint at {path}. Train one with "
+                               f"`python -m digitlab train --out {path}`.")
+    if path.is_dir():
+        raise DigitlabError(f"{path} is a folder, not a checkpoint file.")
+    if path.stat().st_size == 0:
+        raise DigitlabError(f"{path} is empty (0 bytes): not a digitlab checkpoint. Its writer was "
+                            "probably stopped; train it again.")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except PermissionError:
+        raise DigitlabError(f"{path}: permission denied; make it readable (chmod a+r).") from None
+    except Exception:  # PyTorch's own message advises weights_only=False: unsafe for a file of unknown origin
+        raise DigitlabError(f"{path} is not a digitlab checkpoint: it is not a readable PyTorch checkpoint, or "
+                            "it holds more than tensors and plain data, which digitlab never loads.") from None
 
 
 def load_or_train(name: str, num_epochs: int = 10, n_train: int | None = None, seed: int = 0,
@@ -299,6 +373,8 @@ def load_or_train(name: str, num_epochs: int = 10, n_train: int | None = None, s
     if path.exists():
         net, meta = load(path, device=str(get_device(device)))
         return net, meta["history"]
+    check_settings(num_epochs=num_epochs, **{k: v for k, v in fit_kwargs.items() if k in SETTINGS})
+    check_writable(path)
     set_seed(seed)
     data = mnist_splits(n_train=n_train)  # the fixed split, whatever the training seed
     net = DigitRecognitionCNN(**(model_kwargs or {}))

@@ -1,5 +1,7 @@
 import json
 import shutil
+import subprocess
+import sys
 
 import matplotlib
 import nbformat
@@ -243,3 +245,36 @@ def test_shipped_grid_is_reused_on_another_torch_and_cpu(tmp_path, monkeypatch):
     assert path.read_bytes() == ablation.RESULTS.read_bytes()  # nothing rewritten
     for r in shipped:  # and each says where it was made
         assert {"precision", "cpu_capability", "device", "torch", "machine", "threads"} <= r.keys()
+
+
+WRITER = """
+import sys
+from digitlab.ablation import save_record
+writer, n, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+for i in range(n):
+    save_record({"key": f"w{writer}", "seed": i, "code": "c", "config": {}, "final": {}, "history": {}}, path)
+"""
+
+
+def test_concurrent_writers_lose_no_record(tmp_path):
+    path, writers, n = tmp_path / "grid.jsonl", 4, 40
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(w), str(n), str(path)]) for w in range(writers)]
+    assert [p.wait(timeout=120) for p in procs] == [0] * writers
+    records = load_records(path)
+    assert sorted((r["key"], r["seed"]) for r in records) == sorted((f"w{w}", i) for w in range(writers)
+                                                                     for i in range(n))
+    assert [p.name for p in tmp_path.iterdir()] == ["grid.jsonl"]
+
+
+def test_duplicate_records_are_collapsed_with_a_warning(tmp_path):
+    path = tmp_path / "grid.jsonl"
+    old, new = ({"key": "a", "seed": 0, "code": "c", "config": {}, "final": {"x": x}, "history": {}} for x in (1, 2))
+    path.write_text("".join(json.dumps(r) + "\n" for r in (old, new, new)))
+    with pytest.warns(UserWarning, match="2 duplicate record"):
+        assert load_records(path) == [new]
+
+
+def test_summarize_refuses_a_run_counted_twice():
+    records = [fake(PAPER, 0, 0.90), fake(PAPER, 1, 0.92), fake(PAPER, 1, 0.92)]
+    with pytest.raises(ValueError, match="seed 1 of 'paper' more than once"):
+        ablation.summarize(records)

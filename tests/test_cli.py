@@ -1,9 +1,29 @@
+import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
+import digitlab.__main__ as cli
 from digitlab.__main__ import main
+
+OFFLINE = """
+import pathlib, sys
+import torchvision.datasets
+import digitlab.data
+torchvision.datasets.MNIST.mirrors = ["http://127.0.0.1:9/"]  # nothing listens there: the network is unreachable
+digitlab.data.DOWNLOAD_DIR = pathlib.Path(sys.argv.pop(1))
+from digitlab.__main__ import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def run_cli(args: list[str], tmp_path, data: str | None = None) -> subprocess.CompletedProcess:
+    """Run the command line in a fresh process, offline, with DIGITLAB_DATA set to `data` (default: as now)."""
+    env = {**os.environ, "DIGITLAB_DATA": data} if data is not None else os.environ
+    return subprocess.run([sys.executable, "-c", OFFLINE, str(tmp_path / "downloads"), *args],
+                          capture_output=True, text=True, env=env, timeout=300)
 
 
 def test_train_then_evaluate(tmp_path, capsys):
@@ -20,8 +40,56 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert acc > 0.5  # 1,000 images, two epochs: far above the 10% of guessing
 
 
-def test_evaluate_missing_checkpoint_is_a_clear_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "digitlab", "evaluate", str(tmp_path / "nope.pt")],
-                            capture_output=True, text=True)
-    assert result.returncode != 0
-    assert "No checkpoint at" in result.stderr
+@pytest.mark.parametrize(("args", "message"), [
+    (["evaluate", "{tmp}/nope.pt"], "No checkpoint at"),
+    (["evaluate", "{tmp}/junk.pt"], "junk.pt is not a digitlab checkpoint"),
+    (["train", "--epochs", "0", "--out", "{tmp}/m.pt"], "num_epochs must be a whole number of at least 1"),
+    (["train", "--batch-size", "-1", "--out", "{tmp}/m.pt"], "batch_size must be"),
+    (["train", "--n-train", "0", "--out", "{tmp}/m.pt"], "--n-train must be"),
+    (["train", "--device", "tpu9", "--out", "{tmp}/m.pt"], "unknown device 'tpu9'"),
+    (["train", "--out", "{tmp}/junk.pt/m.pt"], "cannot write"),
+    (["data"], "could not be downloaded"),
+])
+def test_user_errors_print_one_message_and_no_traceback(tmp_path, args, message):
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    result = run_cli([a.format(tmp=tmp_path) for a in args], tmp_path, data=str(tmp_path / "empty"))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_data_folder_that_is_a_file_is_a_clear_error(tmp_path):
+    (tmp_path / "mnist.gz").write_bytes(b"")
+    result = run_cli(["data"], tmp_path, data=str(tmp_path / "mnist.gz"))
+    assert result.returncode == 2 and "is a file; set it to the folder" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_interrupted_training_never_replaces_a_finished_model(tmp_path, monkeypatch, small_splits, capsys):
+    out = tmp_path / "model.pt"
+    out.write_bytes(b"a finished model")
+    monkeypatch.setattr(cli, "mnist_splits", lambda n_train=None: small_splits)
+
+    def interrupted_fit(net, *args, **kwargs):  # what fit returns when Ctrl-C stops it in the second epoch
+        return {"epoch": [1], "train_loss": [0.5], "val_acc": [0.9], "seconds": [1.0]}
+
+    monkeypatch.setattr(cli, "fit", interrupted_fit)
+    assert main(["train", "--epochs", "2", "--out", str(out)]) == 130
+    assert out.read_bytes() == b"a finished model" and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+    assert "nothing saved" in capsys.readouterr().err
+
+
+def test_internal_errors_keep_their_traceback(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "load", lambda *a, **k: torch.zeros(0)[1])
+    with pytest.raises(IndexError):
+        main(["evaluate", str(tmp_path / "x.pt")])
+
+
+def test_errors_of_the_machine_are_one_line_too(monkeypatch, capsys):
+    def full_disk(split):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "load_mnist", full_disk)
+    assert main(["data"]) == 1
+    assert capsys.readouterr().err == "error: [Errno 28] No space left on device\n"

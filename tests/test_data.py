@@ -208,3 +208,34 @@ def test_dataset_for_dataloader():
     assert len(ds) == 10_000 and x.shape == (1, 28, 28) and label == 7
     Xb, yb = next(iter(torch.utils.data.DataLoader(ds, batch_size=8)))
     assert Xb.shape == (8, 1, 28, 28) and yb.tolist()[:3] == [7, 2, 1]
+
+
+def test_gzipped_file_without_gz_in_its_name_is_read(tmp_path):
+    images = np.arange(2 * 28 * 28).reshape(2, 28, 28).astype(np.uint8)
+    (tmp_path / "img").write_bytes(gzip.compress(idx_bytes(images)))
+    np.testing.assert_array_equal(read_idx(tmp_path / "img"), images)
+
+
+def test_empty_file_says_it_is_empty(tmp_path):
+    (tmp_path / "img").write_bytes(b"")
+    with pytest.raises(MNISTFileError, match="img: the file is empty"):
+        read_idx(tmp_path / "img")
+
+
+def test_unreadable_file_says_permission_denied_and_not_delete(tmp_path, monkeypatch):
+    (tmp_path / "img").write_bytes(idx_bytes(np.zeros((2, 4), dtype=np.uint8)))
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(data.Path, "read_bytes", denied)  # as for a file of another user (root reads anything)
+    with pytest.raises(MNISTFileError, match="permission denied") as err:
+        read_idx(tmp_path / "img")
+    assert "Delete" not in str(err.value)
+
+
+def test_digitlab_data_pointing_at_a_file_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(b"")
+    monkeypatch.setenv("DIGITLAB_DATA", str(tmp_path / "train-images-idx3-ubyte.gz"))
+    with pytest.raises(ValueError, match="is a file; set it to the folder"):
+        load_mnist("train")

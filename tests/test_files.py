@@ -1,6 +1,11 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from digitlab.files import atomic_path, write_text
+from digitlab.errors import DigitlabError
+from digitlab.files import atomic_path, check_writable, write_text
 
 
 def test_write_text_replaces_whole_files(tmp_path):
@@ -19,3 +24,33 @@ def test_a_failed_write_leaves_the_old_file(tmp_path):
             f.write("half")
         raise KeyboardInterrupt
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["r.md"]
+
+
+KILLED_WRITER = """
+import os, sys
+from digitlab.files import atomic_path
+with atomic_path(sys.argv[1]) as tmp:
+    open(tmp, "w").write("half")
+    os._exit(9)  # dies like a SIGKILL: no cleanup runs
+"""
+
+
+def test_the_next_write_removes_what_a_killed_writer_left(tmp_path):
+    path = tmp_path / "r.md"
+    write_text(path, "old")
+    assert subprocess.run([sys.executable, "-c", KILLED_WRITER, str(path)]).returncode == 9
+    assert len(list(tmp_path.iterdir())) == 2  # the killed writer's temporary file
+    with atomic_path(path) as live:  # a writer still at work keeps its temporary file
+        write_text(path, "other")
+        Path(live).write_text("new")
+    assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["r.md"]
+
+
+@pytest.mark.parametrize("name", ["folder", "file/r.md"])
+def test_check_writable_refuses_what_cannot_be_written(tmp_path, name):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DigitlabError, match="cannot write"):
+        check_writable(tmp_path / name)
+    check_writable(tmp_path / "new" / "r.md")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder", "new"]

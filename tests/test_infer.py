@@ -23,7 +23,7 @@ from digitlab.infer import (
     write_report,
 )
 from digitlab.models import DigitRecognitionCNN
-from digitlab.train import course_model, predict
+from digitlab.train import course_model, predict, save
 
 needs_onnx = pytest.mark.skipif(not onnx_available(), reason="the optional onnx extra is not installed")
 
@@ -170,3 +170,24 @@ def test_targets_met():
 def test_matmul_speed_is_positive():
     assert infer.matmul_gflops(threads=1, n=128, repeats=2) > 0
     assert np.isfinite(infer.matmul_gflops(threads=1, n=128, repeats=2))
+
+
+RAW = torch.randint(0, 256, (16, 28, 28), dtype=torch.uint8)
+
+
+@pytest.mark.parametrize(("make", "error", "message"), [
+    (lambda net, tmp: Predictor(str(tmp / "model.pt")), TypeError, "not the path.*digitlab.load"),
+    (lambda net, tmp: Predictor(tmp / "model.pt"), TypeError, "not the path.*digitlab.load"),
+    (lambda net, tmp: Predictor(net.state_dict()), TypeError, "not a state_dict"),
+    (lambda net, tmp: Predictor(net, threads=0), ValueError, "threads must be"),
+    (lambda net, tmp: Predictor(net, "int8-static", calibration=RAW), ValueError, r"\[N, 1, 28, 28\]"),
+    (lambda net, tmp: Predictor(net, "int8-static", calibration=RAW[:, None]), TypeError, "digitlab.normalize"),
+    (lambda net, tmp: Predictor(net, "int8-static", calibration=RAW[:, None] / 255), ValueError, "raw pixels"),
+    (lambda net, tmp: infer.quantize_static_int8(net, RAW[:, None] * 1.0), ValueError, "raw pixels"),
+    (lambda net, tmp: load_exported(tmp / "checkpoint.pt"), ValueError, "not a TorchScript file.*digitlab.load"),
+])
+def test_wrong_arguments_are_clear_errors(tmp_path, make, error, message):
+    net = DigitRecognitionCNN().eval()
+    save(net, tmp_path / "checkpoint.pt")
+    with pytest.raises(error, match=message):
+        make(net, tmp_path)

@@ -120,3 +120,41 @@ def test_inversion_is_exact_even_at_the_ink_threshold():
         picture = rng.integers(0, 256, (40, 40)).astype(np.uint8)
         picture[:3], picture[-3:], picture[:, :3], picture[:, -3:] = 200, 200, 200, 200  # a light border
         assert torch.allclose(to_mnist(picture), to_mnist(255 - picture), atol=1e-5)
+
+
+def sixteen_bit_png(pixels: np.ndarray, tmp_path) -> Image.Image:
+    """A 16-bit grayscale PNG of 8-bit `pixels`, opened again (PIL mode I;16)."""
+    Image.fromarray(pixels.astype(np.uint16) * 257).save(tmp_path / "16bit.png")
+    return Image.open(tmp_path / "16bit.png")
+
+
+@pytest.mark.parametrize("make", [
+    lambda x, tmp: sixteen_bit_png(x, tmp),
+    lambda x, tmp: Image.frombytes("I;16B", x.shape[::-1], (x.astype(">u2") * 257).tobytes()),
+    lambda x, tmp: Image.fromarray(x.astype(np.float32) / 255),       # mode F, values in [0, 1]
+    lambda x, tmp: Image.fromarray(x).convert("RGB").convert("LAB"),  # converts to RGB only
+], ids=["I;16 png", "I;16B", "F 0-1", "LAB"])
+def test_pictures_in_every_mode_and_bit_depth_are_read(digits, tmp_path, make):
+    dark_on_light = paste(digits[0][0], scale=2.0, top=10, left=10)
+    assert torch.allclose(to_mnist(make(dark_on_light, tmp_path)), to_mnist(dark_on_light), atol=2e-2)
+
+
+def test_a_transparent_colour_is_paper(digits):
+    black_on_white = np.where(paste(digits[0][0], scale=2.0, top=10, left=10) < 128, 0, 255).astype(np.uint8)
+    image = Image.fromarray(np.where(black_on_white == 0, 0, 7).astype(np.uint8))  # black ink, near-black paper
+    image.info["transparency"] = 7  # as a PNG's tRNS colour: the paper is see-through, so white on a page
+    assert torch.allclose(to_mnist(image), to_mnist(black_on_white), atol=1e-5)
+
+
+def test_pictures_that_cannot_be_read_say_why():
+    with pytest.raises(ValueError, match="mode F picture with values from -5 to 300"):
+        to_mnist(Image.fromarray(np.linspace(-5, 300, 900, dtype=np.float32).reshape(30, 30)))
+
+
+@pytest.mark.parametrize(("size", "speck"), [(50, (slice(20, 21), slice(30, 31))),    # one pixel
+                                             (280, (slice(100, 122), slice(50, 72)))])  # one tap of the pad's pen
+def test_a_speck_of_ink_is_no_digit(size, speck):
+    picture = np.zeros((size, size), dtype=np.uint8)
+    picture[speck] = 255
+    with pytest.raises(ValueError, match="No digit found: the only ink is a speck"):
+        to_mnist(picture)

@@ -244,3 +244,81 @@ def test_recipes_are_valid_fit_settings():
         history = fit(DigitRecognitionCNN(), (X, y), progress=False, **{**settings, "num_epochs": 1})
         assert history["epoch"] == [1]
     assert train.FAST_RECIPE["n_train"] < 55_000 and train.FAST_RECIPE["num_epochs"] < train.RECIPE["num_epochs"]
+
+
+@pytest.mark.parametrize(("n", "settings", "message"), [
+    (256, {"optimizer": "sgd", "lr": 1.0}, "times the first batch's"),            # the loss explodes, stays finite
+    (1000, {"optimizer": "sgd", "lr": 1.0, "num_epochs": 2}, "no better than guessing"),  # dead at chance
+])
+def test_divergence_without_nan_stops_with_a_clear_error(small_splits, n, settings, message):
+    X, y = small_splits["test"][0][:n], small_splits["test"][1][:n]
+    set_seed(0)
+    net = DigitRecognitionCNN(batch_norm=n < 1000, dropout1=0.0, dropout2=0.0)
+    with pytest.raises(FloatingPointError, match=f"{message}.*Lower the learning rate"):
+        fit(net, (X, y), **{"num_epochs": 1, "batch_size": 64, "schedule": "none", **settings}, progress=False)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"num_epochs": 0}, "num_epochs must be"), ({"num_epochs": -1}, "num_epochs must be"),
+    ({"batch_size": 0}, "batch_size must be"), ({"batch_size": -5}, "batch_size must be"),
+    ({"lr": 0.0}, "lr must be"), ({"optimizer": "adamax"}, "optimizer must be"),
+])
+def test_bad_settings_are_refused_before_anything_runs(settings, message, monkeypatch):
+    monkeypatch.setattr(train, "get_device", lambda *a: pytest.fail("fit went past its checks"))
+    X, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    with pytest.raises(ValueError, match=message):
+        fit(DigitRecognitionCNN(), (X, y), progress=False, **settings)
+
+
+RAW = torch.randint(0, 256, (8, 28, 28), dtype=torch.uint8)
+LABELS = torch.randint(0, 10, (8,))
+
+
+@pytest.mark.parametrize(("X", "y", "error", "message"), [
+    (RAW, LABELS, ValueError, r"shaped \[N, 1, 28, 28\].*digitlab.normalize"),
+    (RAW[:, None], LABELS, TypeError, "torch.uint8 pixels.*digitlab.normalize"),
+    (RAW[:, None].float() / 255, LABELS, ValueError, "raw pixels.*digitlab.normalize"),
+    (RAW[:, None].float(), LABELS, ValueError, "raw pixels.*digitlab.normalize"),
+    (torch.randn(8, 1, 28, 28), LABELS + 1, ValueError, "digits 0-9"),
+    (torch.randn(8, 1, 28, 28), LABELS.float(), TypeError, "int64"),
+    (torch.randn(8, 1, 28, 28), LABELS[:5], ValueError, "8 images need 8 labels"),
+    (torch.randn(0, 1, 28, 28), LABELS[:0], ValueError, "no images"),
+])
+def test_fit_and_evaluate_refuse_what_is_not_normalised_mnist(X, y, error, message):
+    if message == "digits 0-9":
+        y = y.clone()
+        y[0] = 10
+    with pytest.raises(error, match=message):
+        fit(DigitRecognitionCNN(), (X, y), progress=False)
+    with pytest.raises(error, match=message):
+        evaluate(DigitRecognitionCNN(), X, y)
+
+
+class Payload:
+    """Stands for a pickled object in a foreign or malicious checkpoint."""
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b"", "is empty"),
+    ({"arch": "DigitRecognitionCNN", "config": {"width": 2}, "state_dict": {}}, "options.*width"),
+    ({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": {}, "meta": Payload()}, "not a digitlab checkpoint"),
+])
+def test_unreadable_checkpoints_are_clear_errors_without_unsafe_advice(tmp_path, content, message):
+    path = tmp_path / "x.pt"
+    path.write_bytes(content) if isinstance(content, bytes) else torch.save(content, path)
+    with pytest.raises(ValueError, match=message) as err:
+        load(path)
+    assert "weights_only" not in str(err.value)
+
+
+def test_unreadable_checkpoint_says_permission_denied(tmp_path, monkeypatch):
+    path = save(DigitRecognitionCNN(), tmp_path / "x.pt")
+    monkeypatch.setattr(train.torch, "load", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    with pytest.raises(ValueError, match="permission denied") as err:
+        load(path)
+    assert "Delete" not in str(err.value)
+
+
+def test_predict_with_batch_size_zero_is_a_clear_error():
+    with pytest.raises(ValueError, match="batch_size must be"):
+        predict(DigitRecognitionCNN(), torch.zeros(2, 28, 28), batch_size=0)
