@@ -7,6 +7,7 @@ import torch
 
 import digitlab.__main__ as cli
 from digitlab.__main__ import main
+from digitlab.train import run_info
 
 OFFLINE = """
 import pathlib, sys
@@ -15,6 +16,7 @@ import digitlab.data
 torchvision.datasets.MNIST.mirrors = ["http://127.0.0.1:9/"]  # nothing listens there: the network is unreachable
 digitlab.data.DOWNLOAD_DIR = pathlib.Path(sys.argv.pop(1))
 from digitlab.__main__ import main
+from digitlab.train import run_info
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -72,7 +74,8 @@ def test_interrupted_training_never_replaces_a_finished_model(tmp_path, monkeypa
     monkeypatch.setattr(cli, "mnist_splits", lambda n_train=None: small_splits)
 
     def interrupted_fit(net, *args, **kwargs):  # what fit returns when Ctrl-C stops it in the second epoch
-        return {"epoch": [1], "train_loss": [0.5], "val_acc": [0.9], "seconds": [1.0]}
+        return {"epoch": [1], "train_loss": [0.5], "val_acc": [0.9], "seconds": [1.0],
+                "run": run_info("cpu", "fp32")}
 
     monkeypatch.setattr(cli, "fit", interrupted_fit)
     assert main(["train", "--epochs", "2", "--out", str(out)]) == 130
