@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.digitlab-installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
-.PHONY: setup data lab test lint course bench student clean
+.PHONY: setup data lab test lint course bench student assignments clean
 
 setup: $(STAMP)  ## create .venv and install digitlab with its test, instructor and ONNX extras
 
@@ -39,5 +39,8 @@ bench: data  ## training and inference benchmarks on this machine (benchmarks/RE
 student: setup  ## student versions of the notebooks, solutions removed, in build/student/
 	$(PY) -m digitlab.student
 
-clean:
+assignments: data  ## the nbgrader course in build/course/: one assignment per notebook with exercises, released
+	$(PY) -m digitlab.assignments
+
+clean:  ## remove build/ (student versions, the nbgrader course and its gradebook) and the caches
 	rm -rf build .pytest_cache .ruff_cache
