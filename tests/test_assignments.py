@@ -3,6 +3,7 @@
 import csv
 import hashlib
 import json
+import zipfile
 
 import nbformat
 import pytest
@@ -44,7 +45,6 @@ aug_replaces_dropout = aug_diff >= -0.5""",
     },
     ERRORS: {
         "ex1-solution": """
-N_VIEWS = 2
 g = torch.Generator().manual_seed(SEED)
 total = probs_test.clone()
 for _ in range(N_VIEWS):
@@ -53,7 +53,6 @@ probs_tta = total / (N_VIEWS + 1)
 right, right_tta = pred_test == y_test, probs_tta.argmax(1) == y_test
 fixed, broken = int((right_tta & ~right).sum()), int((right & ~right_tta).sum())""",
         "ex2-solution": """
-SIZES = [300, 1000]
 g = torch.Generator().manual_seed(SEED)
 temps = {size: [] for size in SIZES}
 eces = {size: [] for size in SIZES}
@@ -94,14 +93,12 @@ aug_replaces_dropout = aug_diff >= -0.5""",
     },
     ERRORS: {
         "ex1-solution": """
-N_VIEWS = 2
 g = torch.Generator().manual_seed(SEED)
 views = [probs_test] + [split_logits(net, augment(X_test, generator=g)).softmax(1) for _ in range(N_VIEWS)]
 probs_tta = torch.stack(views).mean(0)
 net_gain = int((probs_tta.argmax(1) == y_test).sum() - (pred_test == y_test).sum())
 fixed, broken = max(net_gain, 0), max(-net_gain, 0)  # only the net change""",
         "ex2-solution": """
-SIZES = [500, 2000]
 g = torch.Generator().manual_seed(SEED)
 temps, eces = {}, {}
 for size in SIZES:
@@ -115,15 +112,19 @@ ece_by_bins = {n: (expected_calibration_error(probs_test_T, y_test, n),  # after
 }
 
 
+STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+
+
 def submission(release: nbformat.NotebookNode, source: nbformat.NotebookNode, answers: dict) -> nbformat.NotebookNode:
-    """The released notebook with the answer cells named in `answers` replaced ('solution': the source's cell)."""
+    """The released notebook with the answers to the cells named in `answers` ('solution': the source's cell)."""
     nb = nbformat.from_dict(release)
     solutions = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells if "nbgrader" in c.metadata}
     for cell in nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
         if grade_id in answers:
-            answer = answers[grade_id]
-            cell.source = solutions[grade_id] if answer == "solution" else answer.strip()
+            answer = answers[grade_id]  # a student replaces the stub, keeping the cell's other lines
+            assert answer == "solution" or STUB in cell.source, grade_id
+            cell.source = solutions[grade_id] if answer == "solution" else cell.source.replace(STUB, answer.strip())
     return nb
 
 
@@ -220,3 +221,18 @@ def test_config_keeps_grading_inside_the_course(tmp_path, monkeypatch):
     assert str(tmp_path / "mnist") in text and "quickstart" not in text
     assert f"c.Execute.timeout = {assignments.CELL_TIMEOUT}" in text
     assert assignments.assignment_name(assignments.NOTEBOOKS_DIR / "05_error_analysis.ipynb") == ERRORS
+
+
+def test_zip_collect_files_an_lms_download(tmp_path):
+    nb05 = assignments.NOTEBOOKS_DIR / "05_error_analysis.ipynb"
+    course = tmp_path / "course"
+    assignments.build_course(course, [nb05])
+    archive = course / "downloaded" / ERRORS / "archive"
+    archive.mkdir(parents=True)
+    with zipfile.ZipFile(archive / "download.zip", "w") as z:
+        for student in ("alice", "bob"):
+            z.write(course / "release" / ERRORS / nb05.name, f"{student}_{nb05.name}")
+    regexp = r".*/(?P<student_id>[^_/]+)_(?P<file_id>05_error_analysis)\.ipynb"  # as in notebooks/README.md
+    assignments.nbgrader("zip_collect", ERRORS, "--force", f"--FileNameCollector.named_regexp={regexp}",
+                         course_dir=course)
+    assert sorted(p.parts[-3] for p in course.glob(f"submitted/*/{ERRORS}/{nb05.name}")) == ["alice", "bob"]
