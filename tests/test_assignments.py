@@ -207,7 +207,8 @@ def test_export_and_feedback(course):
         assert float(rows[assignment, "solution"]["raw_score"]) == sum(points.values())
         assert float(rows[assignment, "first-only"]["raw_score"]) == points["ex1-check"]
         assert float(rows[assignment, "release"]["raw_score"]) == 0
-    assignments.nbgrader("generate_feedback", "--force", course_dir=course)
+    for assignment in POINTS:
+        assignments.nbgrader("generate_feedback", assignment, "--force", course_dir=course)
     pages = sorted(course.glob("feedback/*/*/*.html"))
     assert len(pages) == 2 * len(EXPECTED)
     page = (course / "feedback" / "wrong" / ERRORS / "05_error_analysis.html").read_text()
@@ -233,6 +234,6 @@ def test_zip_collect_files_an_lms_download(tmp_path):
         for student in ("alice", "bob"):
             z.write(course / "release" / ERRORS / nb05.name, f"{student}_{nb05.name}")
     regexp = r".*/(?P<student_id>[^_/]+)_(?P<file_id>05_error_analysis)\.ipynb"  # as in notebooks/README.md
-    assignments.nbgrader("zip_collect", ERRORS, "--force", f"--FileNameCollector.named_regexp={regexp}",
+    assignments.nbgrader("zip_collect", ERRORS, "--force", f"--FileNameCollectorPlugin.named_regexp={regexp}",
                          course_dir=course)
     assert sorted(p.parts[-3] for p in course.glob(f"submitted/*/{ERRORS}/{nb05.name}")) == ["alice", "bob"]
