@@ -11,7 +11,7 @@ PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 # https://download.pytorch.org/whl/cpu for the CPU-only build (under 1 GB).
 TORCH_INDEX ?=
 
-.PHONY: setup data lab test test-oldest lint course bench student clean
+.PHONY: setup data lab test test-oldest lint course bench student assignments clean
 
 setup: $(STAMP)  ## create .venv and install digitlab with its test, instructor and ONNX extras
 
@@ -51,5 +51,8 @@ bench: data  ## training and inference benchmarks on this machine (benchmarks/RE
 student: setup  ## student versions of the notebooks, solutions removed, in build/student/
 	$(PY) -m digitlab.student
 
-clean:
+assignments: data  ## the nbgrader course in build/course/: one assignment per notebook with exercises, released
+	$(PY) -m digitlab.assignments
+
+clean:  ## remove build/ (student versions, the nbgrader course and its gradebook) and the caches
 	rm -rf build .pytest_cache .ruff_cache

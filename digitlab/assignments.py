@@ -1,0 +1,117 @@
+"""A ready nbgrader course: one assignment per notebook with graded exercises, released, in build/course/.
+
+`python -m digitlab.assignments` (or `make assignments`) builds it; the instructor guide,
+notebooks/README.md, shows how to collect, autograde, give feedback and export from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+from digitlab.data import PROJECT_DIR
+from digitlab.files import atomic_path, write_text
+from digitlab.student import NOTEBOOKS_DIR, is_exercise
+from digitlab.train import course_model
+
+COURSE_DIR = PROJECT_DIR / "build" / "course"
+STEPS = ("source", "release", "submitted", "autograded", "feedback")
+CELL_TIMEOUT = 600   # seconds per cell; a fast-mode submission of notebook 04 needs about 2 minutes in all
+# Each submission's exercise runs go to this file, relative to the notebook's folder in autograded/: a new,
+# empty file every time a submission is graded (nbgrader never copies a dot-file from submitted/).
+GRADING_RESULTS = ".grading-runs.jsonl"
+
+CONFIG = '''\
+"""nbgrader configuration of the digitlab course; written by `make assignments`, rewritten on every build."""
+
+import os
+
+c = get_config()  # noqa: F821 (nbgrader defines it)
+ROOT = os.path.dirname(os.path.abspath(__file__))
+c.CourseDirectory.root = ROOT                     # gradebook.db and every step folder live here, never elsewhere
+c.CourseDirectory.course_id = "digitlab"
+c.Exchange.root = os.path.join(ROOT, "exchange")  # used only by release_assignment/collect (JupyterHub courses)
+c.Execute.timeout = {timeout}                        # seconds per cell (nbgrader's default is 30)
+c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "{results}"]
+
+# What the notebooks need while they are graded: fast mode (small runs), each submission's runs in a file of
+# its own folder, and the MNIST files.
+os.environ["DIGITLAB_FAST"] = "1"
+os.environ["DIGITLAB_RESULTS"] = "{results}"
+{data}'''
+
+
+def assignment_name(notebook: Path) -> str:
+    """The assignment id of a notebook: its file name without the chapter number ('error_analysis')."""
+    return Path(notebook).stem.split("_", 1)[-1]
+
+
+def graded_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> list[Path]:
+    """The numbered notebooks that hold graded exercises."""
+    return [p for p in sorted(Path(notebooks_dir).glob("[0-9]*.ipynb")) if is_exercise(nbformat.read(p, 4))]
+
+
+def config_text() -> str:
+    """The course's nbgrader_config.py; it pins DIGITLAB_DATA if it is set now."""
+    data_dir = os.environ.get("DIGITLAB_DATA")
+    data = f'os.environ.setdefault("DIGITLAB_DATA", {str(Path(data_dir).resolve())!r})\n' if data_dir else ""
+    return CONFIG.format(timeout=CELL_TIMEOUT, results=GRADING_RESULTS, data=data)
+
+
+def nbgrader(*args: str, course_dir: Path) -> None:
+    """Run an nbgrader command in `course_dir` with the jupyter tools of this Python's environment."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
+    command = [sys.executable, "-m", "nbgrader", *args]
+    done = subprocess.run(command, cwd=course_dir, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"`nbgrader {' '.join(args)}` failed in {course_dir} (exit {done.returncode}):\n"
+                           f"{done.stdout[-3000:]}{done.stderr[-3000:]}\nIs nbgrader installed (the instructor "
+                           "extra: pip install -e '.[instructor]')?")
+
+
+def build_course(course_dir: str | Path = COURSE_DIR, notebooks: list[Path] | None = None) -> dict[str, Path]:
+    """Write the course folder (config, source/, empty step folders) and release every assignment into release/."""
+    course_dir = Path(course_dir).resolve()
+    notebooks = notebooks if notebooks is not None else graded_notebooks()
+    if not notebooks:
+        raise ValueError("No notebook with graded exercises to build a course from.")
+    for step in STEPS:
+        (course_dir / step).mkdir(parents=True, exist_ok=True)
+    write_text(course_dir / "nbgrader_config.py", config_text())
+    released = {}
+    for path in map(Path, notebooks):
+        name = assignment_name(path)
+        source = course_dir / "source" / name
+        shutil.rmtree(source, ignore_errors=True)
+        source.mkdir(parents=True)
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:  # the source notebook ships without outputs: only the grader's own run is shown
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        with atomic_path(source / path.name) as tmp:
+            nbformat.write(nb, tmp)
+        nbgrader("generate_assignment", name, "--force", course_dir=course_dir)
+        released[name] = course_dir / "release" / name / path.name
+    return released
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: build and release the course, and say where each assignment is."""
+    parser = argparse.ArgumentParser(prog="python -m digitlab.assignments", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=COURSE_DIR, help=f"course folder (default: {COURSE_DIR})")
+    args = parser.parse_args(argv)
+    course_model(fast=True, progress=False)  # grading loads it (notebook 05): cache it now, not once per submission
+    for name, path in build_course(args.out).items():
+        print(f"{name:<24} released: {path}")
+    print(f"Next: cd {args.out} and follow 'Grading' in notebooks/README.md.")
+
+
+if __name__ == "__main__":
+    main()

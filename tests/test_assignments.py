@@ -1,0 +1,239 @@
+"""The nbgrader course end to end: build, release, autograde sample submissions, export grades, feedback."""
+
+import csv
+import hashlib
+import json
+import zipfile
+
+import nbformat
+import pytest
+
+from digitlab import ablation, assignments
+
+pytest.importorskip("nbgrader")
+from nbgrader.api import Gradebook  # noqa: E402
+
+ABLATIONS, ERRORS = "overfitting_ablations", "error_analysis"
+POINTS = {ABLATIONS: {"ex1-check": 2, "ex2-check": 2, "ex3-check": 2, "ex4-check": 2},
+          ERRORS: {"ex1-check": 2, "ex2-check": 1, "ex3-check": 1}}
+
+# Correct answers that make other valid choices than the model solution (other rates, weight decay,
+# code written another way): each must get all its points.
+ALTERNATIVE = {
+    ABLATIONS: {
+        "ex1-solution": """
+runs = {name: [r for r in records if r["config"] == config]
+        for name, config in [("paper", SMALL), ("-BN", ablation.make_config(SMALL, batch_norm=False))]}
+train_loss_epoch3 = {name: float(np.mean([r["history"]["train_loss"][2] for r in rs])) for name, rs in runs.items()}
+final_gap = {name: float(np.mean([r["final"]["train_acc"] - r["final"]["val_acc"] for r in rs]))
+             for name, rs in runs.items()}""",
+        "ex2-solution": """
+RATES = (0.0, 0.2, 0.4, 0.7)
+sweep = ablation.run_grid([ablation.make_config(EXERCISE, dropout=p) for p in RATES], EX_SEEDS, MY_RESULTS)
+means = {p: np.mean([r["final"]["val_loss"] for r in sweep if r["config"]["dropout1"] == p]) for p in RATES}
+best_rate = sorted(means, key=means.get)[0]""",
+        "ex3-solution": """
+wd_runs = ablation.run_grid([ablation.make_config(EXERCISE, dropout=0.0, weight_decay=1e-3)], EX_SEEDS, MY_RESULTS)
+wd_diff = 100 * float(np.mean([r["final"]["test_acc"] for r in wd_runs])
+                      - np.mean([r["final"]["test_acc"] for r in paper_runs]))
+wd_replaces_dropout = not wd_diff < -0.5""",
+        "ex4-solution": """
+aug = {**EXERCISE, "dropout1": 0.0, "dropout2": 0.0, "augment": True}
+aug_runs = ablation.run_grid([aug], EX_SEEDS, MY_RESULTS)
+aug_diff = (ablation.mean(aug_runs, "test_acc") - ablation.mean(paper_runs, "test_acc")) * 100
+aug_replaces_dropout = aug_diff >= -0.5""",
+    },
+    ERRORS: {
+        "ex1-solution": """
+g = torch.Generator().manual_seed(SEED)
+total = probs_test.clone()
+for _ in range(N_VIEWS):
+    total += torch.softmax(split_logits(net, augment(X_test, generator=g)), dim=1)
+probs_tta = total / (N_VIEWS + 1)
+right, right_tta = pred_test == y_test, probs_tta.argmax(1) == y_test
+fixed, broken = int((right_tta & ~right).sum()), int((right & ~right_tta).sum())""",
+        "ex2-solution": """
+g = torch.Generator().manual_seed(SEED)
+temps = {size: [] for size in SIZES}
+eces = {size: [] for size in SIZES}
+for size in SIZES:
+    for _ in range(5):
+        pick = torch.randperm(len(y_val), generator=g)[:size]
+        t = fit_temperature(logits_val[pick], y_val[pick])
+        temps[size].append(t)
+        eces[size].append(expected_calibration_error(torch.softmax(logits_test / t, dim=1), y_test, N_BINS))""",
+        "ex3-solution": """
+ece_by_bins = {}
+for bins in [50, 15, 5]:
+    ece_by_bins[bins] = (expected_calibration_error(probs_test, y_test, bins),
+                         expected_calibration_error(probs_test_T, y_test, bins))""",
+    },
+}
+
+# Plausible but wrong answers, one per exercise: each must get no points for that exercise.
+WRONG = {
+    ABLATIONS: {
+        "ex1-solution": """
+no_bn = ablation.make_config(SMALL, batch_norm=False)
+pair = {"paper": ablation.select(records, SMALL), "-BN": ablation.select(records, no_bn)}
+train_loss_epoch3 = {n: np.mean([r["history"]["train_loss"][3] for r in rs]) for n, rs in pair.items()}  # epoch 4
+final_gap = {n: ablation.mean(rs, "gap") for n, rs in pair.items()}""",
+        "ex2-solution": """
+sweep = ablation.run_grid(ablation.grid(EXERCISE, dropout=[0.0, 0.25, 0.5, 0.75]), EX_SEEDS, MY_RESULTS)
+val_loss = ablation.mean_by(sweep, "dropout1", "val_loss")
+best_rate = max(val_loss, key=val_loss.get)  # the highest loss""",
+        "ex3-solution": """
+wd_runs = ablation.run_grid([ablation.make_config(EXERCISE, dropout=0.0, weight_decay=5e-3)], EX_SEEDS, MY_RESULTS)
+wd_diff = ablation.mean(wd_runs, "test_acc") - ablation.mean(paper_runs, "test_acc")  # a fraction, not points
+wd_replaces_dropout = wd_diff >= -0.5""",
+        "ex4-solution": """
+aug_runs = ablation.run_grid([ablation.make_config(EXERCISE, dropout=0.0, augment=True)], EX_SEEDS, MY_RESULTS)
+aug_diff = 100 * (ablation.mean(paper_runs, "test_acc") - ablation.mean(aug_runs, "test_acc"))  # the wrong way round
+aug_replaces_dropout = aug_diff >= -0.5""",
+    },
+    ERRORS: {
+        "ex1-solution": """
+g = torch.Generator().manual_seed(SEED)
+views = [probs_test] + [split_logits(net, augment(X_test, generator=g)).softmax(1) for _ in range(N_VIEWS)]
+probs_tta = torch.stack(views).mean(0)
+net_gain = int((probs_tta.argmax(1) == y_test).sum() - (pred_test == y_test).sum())
+fixed, broken = max(net_gain, 0), max(-net_gain, 0)  # only the net change""",
+        "ex2-solution": """
+g = torch.Generator().manual_seed(SEED)
+temps, eces = {}, {}
+for size in SIZES:
+    subsets = [torch.randperm(len(y_val), generator=g)[:size] for _ in range(5)]
+    temps[size] = [fit_temperature(logits_val[s], y_val[s]) for s in subsets]
+    eces[size] = [expected_calibration_error(probs_test, y_test, N_BINS) for t in temps[size]]  # not rescaled""",
+        "ex3-solution": """
+ece_by_bins = {n: (expected_calibration_error(probs_test_T, y_test, n),  # after and before swapped
+                   expected_calibration_error(probs_test, y_test, n)) for n in (5, 15, 50)}""",
+    },
+}
+
+
+STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+
+
+def submission(release: nbformat.NotebookNode, source: nbformat.NotebookNode, answers: dict) -> nbformat.NotebookNode:
+    """The released notebook with the answers to the cells named in `answers` ('solution': the source's cell)."""
+    nb = nbformat.from_dict(release)
+    solutions = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells if "nbgrader" in c.metadata}
+    for cell in nb.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in answers:
+            answer = answers[grade_id]  # a student replaces the stub, keeping the cell's other lines
+            assert answer == "solution" or STUB in cell.source, grade_id
+            cell.source = solutions[grade_id] if answer == "solution" else cell.source.replace(STUB, answer.strip())
+    return nb
+
+
+def submit(course, assignment: str, student: str, nb: nbformat.NotebookNode, name: str) -> None:
+    """Put `nb` where nbgrader collects it: submitted/<student>/<assignment>/."""
+    folder = course / "submitted" / student / assignment
+    folder.mkdir(parents=True)
+    nbformat.write(nb, folder / name)
+
+
+def auto_scores(course, assignment: str, student: str) -> dict:
+    """The automatic score of every graded code cell of a submission, from the gradebook."""
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "digitlab") as gb:
+        sub = gb.find_submission(assignment, student)
+        return {g.name: g.auto_score for nb in sub.notebooks for g in nb.grades if g.name in POINTS[assignment]}
+
+
+def digest(path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def course(tmp_path_factory):
+    """The course built once, sample submissions autograded with one nbgrader call per assignment."""
+    grid_before = digest(ablation.RESULTS)
+    course = tmp_path_factory.mktemp("course")
+    released = assignments.build_course(course)
+    for assignment, release_path in released.items():
+        release = nbformat.read(release_path, 4)
+        source = nbformat.read(course / "source" / assignment / release_path.name, 4)
+        ids = [c.metadata["nbgrader"]["grade_id"] for c in source.cells
+               if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
+        samples = {"solution": {i: "solution" for i in ids}, "release": {}, "first-only": {ids[0]: "solution"},
+                   "alternative": ALTERNATIVE[assignment], "wrong": WRONG[assignment]}
+        for student, answers in samples.items():
+            submit(course, assignment, student, submission(release, source, answers), release_path.name)
+        assignments.nbgrader("autograde", assignment, "--force", course_dir=course)
+    assert digest(ablation.RESULTS) == grid_before, "grading wrote into the repository's results file"
+    return course
+
+
+EXPECTED = {
+    "solution": lambda points: points,
+    "release": lambda points: dict.fromkeys(points, 0),
+    "first-only": lambda points: {k: (v if k == "ex1-check" else 0) for k, v in points.items()},
+    "alternative": lambda points: points,
+    "wrong": lambda points: dict.fromkeys(points, 0),
+}
+
+
+@pytest.mark.parametrize("assignment", [ABLATIONS, ERRORS])
+@pytest.mark.parametrize("student", list(EXPECTED))
+def test_autograded_scores(course, assignment, student):
+    assert auto_scores(course, assignment, student) == EXPECTED[student](POINTS[assignment])
+
+
+def test_each_submission_trains_into_its_own_file(course):
+    for student, runs in [("solution", 7), ("release", 1), ("alternative", 7)]:
+        path = course / "autograded" / student / ABLATIONS / assignments.GRADING_RESULTS
+        assert len(ablation.load_records(path)) == runs, student
+
+
+def test_grading_again_gives_the_same_scores_from_fresh_runs(course):
+    folder = course / "submitted" / "first-only" / ABLATIONS
+    planted = folder / assignments.GRADING_RESULTS   # a results file sent in with a submission is never used
+    planted.write_text(json.dumps({"forged": True}) + "\n")
+    before = auto_scores(course, ABLATIONS, "first-only")
+    assignments.nbgrader("autograde", ABLATIONS, "--student", "first-only", "--force", course_dir=course)
+    assert auto_scores(course, ABLATIONS, "first-only") == before
+    runs = ablation.load_records(course / "autograded" / "first-only" / ABLATIONS / assignments.GRADING_RESULTS)
+    assert [r["config"] for r in runs] == [ablation.make_config(ablation.PAPER, n_train=500, num_epochs=3)]
+
+
+def test_export_and_feedback(course):
+    assignments.nbgrader("export", "--to", "grades.csv", course_dir=course)
+    with open(course / "grades.csv") as f:
+        rows = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(f)}
+    assert len(rows) == 2 * len(EXPECTED)
+    for assignment, points in POINTS.items():
+        assert float(rows[assignment, "solution"]["raw_score"]) == sum(points.values())
+        assert float(rows[assignment, "first-only"]["raw_score"]) == points["ex1-check"]
+        assert float(rows[assignment, "release"]["raw_score"]) == 0
+    for assignment in POINTS:
+        assignments.nbgrader("generate_feedback", assignment, "--force", course_dir=course)
+    pages = sorted(course.glob("feedback/*/*/*.html"))
+    assert len(pages) == 2 * len(EXPECTED)
+    page = (course / "feedback" / "wrong" / ERRORS / "05_error_analysis.html").read_text()
+    assert "broken counts the correct predictions" in page or "fixed counts the mistakes" in page
+
+
+def test_config_keeps_grading_inside_the_course(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGITLAB_DATA", str(tmp_path / "mnist"))
+    text = assignments.config_text()
+    assert 'os.environ["DIGITLAB_FAST"] = "1"' in text and "c.CourseDirectory.root = ROOT" in text
+    assert str(tmp_path / "mnist") in text and "quickstart" not in text
+    assert f"c.Execute.timeout = {assignments.CELL_TIMEOUT}" in text
+    assert assignments.assignment_name(assignments.NOTEBOOKS_DIR / "05_error_analysis.ipynb") == ERRORS
+
+
+def test_zip_collect_files_an_lms_download(tmp_path):
+    nb05 = assignments.NOTEBOOKS_DIR / "05_error_analysis.ipynb"
+    course = tmp_path / "course"
+    assignments.build_course(course, [nb05])
+    archive = course / "downloaded" / ERRORS / "archive"
+    archive.mkdir(parents=True)
+    with zipfile.ZipFile(archive / "download.zip", "w") as z:
+        for student in ("alice", "bob"):
+            z.write(course / "release" / ERRORS / nb05.name, f"{student}_{nb05.name}")
+    regexp = r".*/(?P<student_id>[^_/]+)_(?P<file_id>05_error_analysis)\.ipynb"  # as in notebooks/README.md
+    assignments.nbgrader("zip_collect", ERRORS, "--force", f"--FileNameCollectorPlugin.named_regexp={regexp}",
+                         course_dir=course)
+    assert sorted(p.parts[-3] for p in course.glob(f"submitted/*/{ERRORS}/{nb05.name}")) == ["alice", "bob"]
