@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+from nbconvert.preprocessors import Preprocessor
 
 from digitlab.data import PROJECT_DIR
 from digitlab.files import atomic_path, write_text
@@ -39,12 +40,27 @@ c.CourseDirectory.course_id = "digitlab"
 c.Exchange.root = os.path.join(ROOT, "exchange")  # used only by release_assignment/collect (JupyterHub courses)
 c.Execute.timeout = {timeout}                        # seconds per cell (nbgrader's default is 30)
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "{results}"]
+# Feedback pages show the exercises only: the chapter's own cells ran in fast mode, so their numbers are not
+# the ones its prose (written for full mode) quotes.
+c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", "digitlab.assignments.ExercisesOnly",
+                                    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]
 
 # What the notebooks need while they are graded: fast mode (small runs), each submission's runs in a file of
 # its own folder, and the MNIST files.
 os.environ["DIGITLAB_FAST"] = "1"
 os.environ["DIGITLAB_RESULTS"] = "{results}"
 {data}'''
+
+
+class ExercisesOnly(Preprocessor):
+    """Keep a notebook's exercise section only: from the heading before its first nbgrader cell to the end."""
+
+    def preprocess(self, nb, resources):
+        first = next((i for i, cell in enumerate(nb.cells) if "nbgrader" in cell.metadata), len(nb.cells))
+        start = next((i for i in range(first, -1, -1) if i < len(nb.cells) and nb.cells[i].cell_type == "markdown"
+                      and nb.cells[i].source.startswith("## ")), first)
+        nb.cells = nb.cells[start:]
+        return nb, resources
 
 
 def assignment_name(notebook: Path) -> str:

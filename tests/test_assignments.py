@@ -213,6 +213,19 @@ def test_export_and_feedback(course):
     assert len(pages) == 2 * len(EXPECTED)
     page = (course / "feedback" / "wrong" / ERRORS / "05_error_analysis.html").read_text()
     assert "broken counts the correct predictions" in page or "fixed counts the mistakes" in page
+    for assignment, notebook in [(ABLATIONS, "04_overfitting_ablations"), (ERRORS, "05_error_analysis")]:
+        page = (course / "feedback" / "solution" / assignment / f"{notebook}.html").read_text()
+        assert "Exercise 1" in page and "Traceback" not in page  # the exercises, with no failure ...
+        assert "Settings" not in page  # ... and none of the chapter's cells (its settings cell opens it)
+
+
+def test_feedback_keeps_only_the_exercise_section():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("## Settings"), nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_markdown_cell("## 7 · Exercises"), nbformat.v4.new_markdown_cell("### Exercise 1"),
+        nbformat.v4.new_code_cell("y = 2", metadata={"nbgrader": {"solution": True, "grade_id": "a"}})])
+    kept, _ = assignments.ExercisesOnly().preprocess(nb, {})
+    assert [c.source for c in kept.cells] == ["## 7 · Exercises", "### Exercise 1", "y = 2"]
 
 
 def test_config_keeps_grading_inside_the_course(tmp_path, monkeypatch):
