@@ -7,7 +7,7 @@ import sys
 import time
 
 from digitlab.data import load_mnist, mnist_splits
-from digitlab.errors import DigitlabError
+from digitlab.errors import DigitlabError, report_user_errors
 from digitlab.files import check_writable
 from digitlab.models import DigitRecognitionCNN
 from digitlab.train import check_settings, evaluate, fit, get_device, load, save, set_seed
@@ -65,35 +65,30 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command."""
+    if args.command == "data":
+        for split in ("train", "test"):
+            X, _ = load_mnist(split)
+            print(f"MNIST {split}: {len(X):,} images, verified")
+    elif args.command == "train":
+        return train(args)
+    else:
+        net, meta = load(args.checkpoint, device=str(get_device(args.device)))
+        info = meta.get("history", {}).get("run")
+        if info:
+            print(f"trained on {info['device']} in {info['precision']} ({info['cpu']}, {info['cpu_capability']}, "
+                  f"torch {info['torch']})")
+        data = mnist_splits()
+        loss, acc = evaluate(net, *data["test"])
+        print(f"test accuracy {acc:.4f} ({acc * 100:.2f}%), test loss {loss:.4f}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run a command; a user error prints one line, `error: ...`, and returns 2 (1 for an OSError); bugs raise."""
     args = parse(argv)
-    try:
-        if args.command == "data":
-            for split in ("train", "test"):
-                X, _ = load_mnist(split)
-                print(f"MNIST {split}: {len(X):,} images, verified")
-        elif args.command == "train":
-            return train(args)
-        else:
-            net, meta = load(args.checkpoint, device=str(get_device(args.device)))
-            run = meta.get("history", {}).get("run")
-            if run:
-                print(f"trained on {run['device']} in {run['precision']} ({run['cpu']}, {run['cpu_capability']}, "
-                      f"torch {run['torch']})")
-            data = mnist_splits()
-            loss, acc = evaluate(net, *data["test"])
-            print(f"test accuracy {acc:.4f} ({acc * 100:.2f}%), test loss {loss:.4f}")
-    except DigitlabError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # the machine's, not the code's: a full disk, a folder one may not write
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("Interrupted: nothing saved.", file=sys.stderr)
-        return 130
-    return 0
+    return report_user_errors(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import nbformat
 from nbconvert.preprocessors import Preprocessor
 
 from digitlab.data import PROJECT_DIR
+from digitlab.errors import report_user_errors
 from digitlab.files import atomic_path, write_text
 from digitlab.student import NOTEBOOKS_DIR, is_exercise
 from digitlab.train import course_model
@@ -130,4 +131,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(report_user_errors(main))

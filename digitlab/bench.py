@@ -13,6 +13,7 @@ import datetime
 import os
 import platform
 import statistics
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -23,6 +24,7 @@ from PIL import Image
 from torch import Tensor
 
 from digitlab.data import MNIST_MEAN, MNIST_STD, PROJECT_DIR, Batches, load_mnist, mnist_splits, stratified_split
+from digitlab.errors import report_user_errors
 from digitlab.files import write_text
 from digitlab.models import DigitRecognitionCNN
 from digitlab.train import (
@@ -316,4 +318,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(report_user_errors(main))

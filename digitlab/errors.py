@@ -1,5 +1,10 @@
 """The errors a user can cause; the command line prints their message alone, without a traceback."""
 
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
 
 class DigitlabError(ValueError):
     """Bad input, a bad setting, or a missing, unreadable or foreign file: the message says what to do."""
@@ -15,3 +20,18 @@ class WrongTypeError(DigitlabError, TypeError):
 
 class DivergedError(DigitlabError, FloatingPointError):
     """Training diverged: the loss became NaN or infinite, or exploded, or nothing was learnt."""
+
+
+def report_user_errors(command: Callable[[], int | None]) -> int:
+    """Run a command-line command: a user error prints `error: ...` and gives 2 (1 for an OSError); bugs raise."""
+    try:
+        return command() or 0
+    except DigitlabError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the machine's, not the code's: a full disk, a folder one may not write
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("Interrupted: nothing saved.", file=sys.stderr)
+        return 130

@@ -12,6 +12,7 @@ import contextlib
 import copy
 import os
 import platform
+import sys
 import tempfile
 import time
 import warnings
@@ -26,7 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from digitlab.data import PROJECT_DIR, check_normalised, normalize
-from digitlab.errors import DigitlabError, WrongTypeError
+from digitlab.errors import DigitlabError, WrongTypeError, report_user_errors
 from digitlab.files import atomic_path, write_text
 from digitlab.train import _as_images, cpu_name
 
@@ -483,4 +484,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(report_user_errors(main))

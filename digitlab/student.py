@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import nbformat
 
 from digitlab.data import PROJECT_DIR
+from digitlab.errors import report_user_errors
 from digitlab.files import atomic_path
 
 NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
@@ -76,4 +78,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(report_user_errors(main))

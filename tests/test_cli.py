@@ -7,6 +7,7 @@ import torch
 
 import digitlab.__main__ as cli
 from digitlab.__main__ import main
+from digitlab.errors import DigitlabError, report_user_errors
 from digitlab.train import run_info
 
 OFFLINE = """
@@ -16,6 +17,7 @@ import digitlab.data
 torchvision.datasets.MNIST.mirrors = ["http://127.0.0.1:9/"]  # nothing listens there: the network is unreachable
 digitlab.data.DOWNLOAD_DIR = pathlib.Path(sys.argv.pop(1))
 from digitlab.__main__ import main
+from digitlab.errors import DigitlabError, report_user_errors
 from digitlab.train import run_info
 sys.exit(main(sys.argv[1:]))
 """
@@ -96,3 +98,25 @@ def test_errors_of_the_machine_are_one_line_too(monkeypatch, capsys):
     monkeypatch.setattr(cli, "load_mnist", full_disk)
     assert main(["data"]) == 1
     assert capsys.readouterr().err == "error: [Errno 28] No space left on device\n"
+
+
+def test_other_command_lines_report_user_errors_without_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "digitlab.student", str(tmp_path / "missing.ipynb")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: No notebook at")
+
+
+@pytest.mark.parametrize(("error", "code"), [(DigitlabError("bad setting"), 2), (PermissionError("no access"), 1),
+                                             (KeyboardInterrupt(), 130)])
+def test_report_user_errors(error, code, capsys):
+    def command():
+        raise error
+
+    assert report_user_errors(command) == code
+    assert capsys.readouterr().err.startswith(("error: ", "Interrupted"))
+
+
+def test_report_user_errors_lets_bugs_raise():
+    with pytest.raises(ZeroDivisionError):
+        report_user_errors(lambda: 1 / 0)
