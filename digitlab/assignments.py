@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 from nbconvert.preprocessors import Preprocessor
+from traitlets import Bool
 
 from digitlab.data import PROJECT_DIR
 from digitlab.errors import report_user_errors
@@ -55,6 +56,8 @@ os.environ["DIGITLAB_RESULTS"] = "{results}"
 
 class ExercisesOnly(Preprocessor):
     """Keep a notebook's exercise section only: from the heading before its first nbgrader cell to the end."""
+
+    enabled = Bool(True)  # nbconvert runs a registered preprocessor only if it is enabled
 
     def preprocess(self, nb, resources):
         first = next((i for i, cell in enumerate(nb.cells) if "nbgrader" in cell.metadata), len(nb.cells))
