@@ -21,7 +21,7 @@ from digitlab.data import PROJECT_DIR, mnist_splits, stratified_split
 from digitlab.errors import DigitlabError
 from digitlab.files import locked, write_text
 from digitlab.models import DigitRecognitionCNN
-from digitlab.train import cpu_name, evaluate, fit, set_seed
+from digitlab.train import OPTIMIZERS, SCHEDULES, cpu_name, evaluate, fit, set_seed
 
 RESULTS = PROJECT_DIR / "results" / "ablation.jsonl"
 # Notebook 04's exercises save fast-mode runs here, never in the full-mode grid (the grader sets DIGITLAB_RESULTS).
@@ -37,8 +37,6 @@ BARE = {**PAPER, "batch_norm": False, "dropout1": 0.0, "dropout2": 0.0, "schedul
 MODEL_KEYS = ("batch_norm", "dropout1", "dropout2")
 TYPES = {"num_epochs": int, "batch_size": int, "lr": float, "optimizer": str, "schedule": str,
          "weight_decay": float, "augment": bool, "batch_norm": bool, "dropout1": float, "dropout2": float}
-OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")   # as in train.make_optimizer
-SCHEDULES = ("none", "step", "onecycle", "plateau")   # as in train.make_scheduler
 N_VAL = 1000          # validation images scored after every epoch (a fixed stratified part of the 5,000)
 N_TRAIN_EVAL = 5000   # at most this many training images are re-scored at the end for train accuracy
 
@@ -145,7 +143,7 @@ def code_version() -> str:
     return hashlib.sha1("\n".join(parts).encode()).hexdigest()[:10]
 
 
-# Where and how a record was made: shown by `provenance`, compared by `same_setup`, never hashed.
+# Where and how a record was made: shown by `provenance`, compared by `setup_differences`, never hashed.
 RUN_FIELDS = ("device", "precision", "cpu_capability", "threads", "torch")
 
 
