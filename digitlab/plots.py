@@ -5,7 +5,24 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from cycler import cycler
 from torch import Tensor
+
+# A colour-blind-safe palette (seaborn's "colorblind", after Okabe and Ito) used by every figure of the course.
+PALETTE = ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494", "#ece133",
+           "#56b4e9"]
+BLUE, ORANGE, GREEN, RED, GREY = PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[3], PALETTE[7]
+STYLE = {
+    "axes.prop_cycle": cycler(color=PALETTE),
+    "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False, "axes.spines.right": False,
+    "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
+    "legend.fontsize": 9, "legend.frameon": False, "figure.dpi": 100, "image.cmap": "viridis",
+}
+
+
+def use_style() -> None:
+    """Give every figure the course's look: readable sizes, a light grid and the colour-blind-safe PALETTE."""
+    plt.rcParams.update(STYLE)
 
 
 def _as_grid_images(X) -> np.ndarray:
@@ -91,10 +108,9 @@ def plot_embedding(Z, y, ax=None, size: float = 2.0, title: str | None = None):
         raise ValueError(f"Z must be [N, 2] with one label per row; got Z {list(Z.shape)} and {len(y)} labels.")
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 6))
-    cmap = plt.get_cmap("tab10")
     for c in np.unique(y):
         pts = Z[y == c]
-        ax.scatter(pts[:, 0], pts[:, 1], s=size, color=cmap(int(c) % 10), label=str(c), alpha=0.6)
+        ax.scatter(pts[:, 0], pts[:, 1], s=size, color=PALETTE[int(c) % len(PALETTE)], label=str(c), alpha=0.6)
     ax.legend(markerscale=max(1.0, 6 / size), title="digit", loc="center left", bbox_to_anchor=(1, 0.5))
     if title:
         ax.set_title(title)
@@ -126,10 +142,10 @@ def plot_confusion(cm: Tensor, normalize: bool = False, ax=None):
 
 
 def _probability_bars(ax, p: np.ndarray, true: int, pred: int) -> None:
-    """Bars of the class probabilities p; the true class green, a wrong prediction red."""
-    colors = ["tab:gray"] * len(p)
-    colors[pred] = "tab:red" if pred != true else "tab:green"
-    colors[true] = "tab:green"
+    """Bars of the class probabilities p; the true class blue, a wrong prediction red."""
+    colors = [GREY] * len(p)
+    colors[pred] = RED
+    colors[true] = BLUE
     ax.bar(range(len(p)), p, color=colors)
     ax.set_ylim(0, 1)
     ax.set_xticks(range(len(p)))
@@ -173,9 +189,9 @@ def plot_reliability(rel: dict, ax=None, title: str | None = None):
         _, ax = plt.subplots(figsize=(4.5, 4.5))
     full = count > 0
     lo, width = edges[:-1][full], np.diff(edges)[full]
-    ax.bar(lo, acc[full], width, align="edge", color="tab:blue", alpha=0.7, edgecolor="white",
+    ax.bar(lo, acc[full], width, align="edge", color=BLUE, alpha=0.7, edgecolor="white",
            label="accuracy of the bin")
-    ax.plot(lo + width / 2, conf[full], "_", color="tab:red", ms=10, mew=2, label="mean confidence of the bin")
+    ax.plot(lo + width / 2, conf[full], "_", color=RED, ms=10, mew=2, label="mean confidence of the bin")
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     for x, a, n in zip(lo + width / 2, acc[full], count[full], strict=True):
         ax.text(x, min(a, 0.8) + 0.03, str(n), ha="center", va="bottom", fontsize=6, rotation=90)
@@ -216,7 +232,7 @@ def plot_mistake(x, p: Tensor, true: int, sal, title: str = ""):
     axes[0].imshow(x, cmap="gray_r")
     axes[0].set_title(title or f"true {true}, predicted {pred}", fontsize=9)
     _probability_bars(axes[1], p, true, pred)
-    axes[1].set_title("class probabilities (green: true)", fontsize=9)
+    axes[1].set_title("class probabilities (blue: true)", fontsize=9)
     axes[2].imshow(sal, cmap="inferno")
     axes[2].set_title(f"saliency of '{pred}'", fontsize=9)
     for ax in (axes[0], axes[2]):
@@ -253,8 +269,8 @@ def plot_benchmark(rows: list[dict], p50_target_ms: float = 0.1, throughput_targ
               ("images_per_s", "batch throughput (images/s, higher is better)", throughput_target)]
     for ax, (key, title, target) in zip(axes, panels, strict=True):
         values = [r[key] for r in rows]
-        ax.barh(names, values, color=["tab:gray"] + ["tab:blue"] * (len(rows) - 1))
-        ax.axvline(target, color="tab:red", linestyle="--", label=f"target {target:g}")
+        ax.barh(names, values, color=[GREY] + [BLUE] * (len(rows) - 1))
+        ax.axvline(target, color=RED, linestyle="--", label=f"target {target:g}")
         for i, v in enumerate(values):
             ax.text(v, i, f" {v:,.3g}", va="center", fontsize=8)
         ax.invert_yaxis()
