@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 data: setup  ## make sure MNIST is present and verified (downloads it once)
 	$(PY) -m digitlab data
 
-lab: data  ## start JupyterLab on the course notebooks
-	$(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
+lab: data  ## start JupyterLab on the course notebooks (the learner's lab: no instructor tools, see jupyter/)
+	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter $(VENV)/bin/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) notebooks/
 
 lint: setup
 	$(VENV)/bin/ruff check .

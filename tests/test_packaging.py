@@ -1,8 +1,11 @@
-"""pyproject.toml, environment.yml and constraints.txt must agree."""
+"""pyproject.toml, environment.yml and constraints.txt must agree; the learner's lab config covers nbgrader."""
 
+import json
 import re
+import sys
 from pathlib import Path
 
+import pytest
 import tomllib
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -66,3 +69,15 @@ def test_oldest_constraints_are_pyprojects_lower_bounds():
     lower = {canonicalize_name(r.name): next(s.version for s in r.specifier if s.operator == ">=")
              for r in requirements}
     assert read_pins("constraints-oldest.txt") == lower
+
+
+def test_learners_lab_turns_off_every_nbgrader_server_extension_installed():
+    installed = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "nbgrader.json"
+    if not installed.exists():
+        pytest.skip("nbgrader's server extensions are not installed in this environment")
+    enabled = json.loads(installed.read_text())["ServerApp"]["jpserver_extensions"]
+    learner = json.loads((ROOT / "jupyter" / "jupyter_server_config.json").read_text())
+    assert learner["ServerApp"]["jpserver_extensions"] == {name: False for name in enabled}
+    page = json.loads((ROOT / "jupyter" / "labconfig" / "page_config.json").read_text())
+    assert page["disabledExtensions"]["@jupyter/nbgrader"] is True
+    assert "JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter" in (ROOT / "Makefile").read_text()
