@@ -20,7 +20,7 @@ from traitlets import Bool
 from digitlab.data import PROJECT_DIR
 from digitlab.errors import report_user_errors
 from digitlab.files import atomic_path, write_text
-from digitlab.student import NOTEBOOKS_DIR, is_exercise
+from digitlab.student import NOTEBOOKS_DIR, is_exercise, show_solution_cells
 from digitlab.train import course_model
 
 COURSE_DIR = PROJECT_DIR / "build" / "course"
@@ -111,7 +111,7 @@ def build_course(course_dir: str | Path = COURSE_DIR, notebooks: list[Path] | No
         source = course_dir / "source" / name
         shutil.rmtree(source, ignore_errors=True)
         source.mkdir(parents=True)
-        nb = nbformat.read(path, as_version=4)
+        nb = show_solution_cells(nbformat.read(path, as_version=4))
         for cell in nb.cells:  # the source notebook ships without outputs: only the grader's own run is shown
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None

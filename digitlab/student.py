@@ -30,12 +30,26 @@ def _preprocessors() -> list:
     return [ClearSolutions(), ClearHiddenTests(), ClearOutput()]
 
 
+def is_solution(cell: nbformat.NotebookNode) -> bool:
+    """True for an exercise's solution cell: model code or a model answer."""
+    return bool(cell.metadata.get("nbgrader", {}).get("solution", False))
+
+
+def show_solution_cells(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Unfold the solution cells (folded for learners in the course notebooks) so students see where to answer."""
+    for cell in nb.cells:
+        if is_solution(cell):
+            cell.metadata.pop("jupyter", None)
+    return nb
+
+
 def student_version(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     """A copy of `nb` with each solution replaced by a stub, hidden tests removed and outputs cleared."""
     nb = nbformat.from_dict(nb)  # a deep copy: the preprocessors edit cells in place
     resources = {}
     for preprocessor in _preprocessors():
         nb, resources = preprocessor.preprocess(nb, resources)
+    show_solution_cells(nb)
     for i, cell in enumerate(nb.cells):
         left = [word for word in LEFTOVERS if word in cell.source]
         if left:
