@@ -40,6 +40,7 @@ def show_solution_cells(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for cell in nb.cells:
         if is_solution(cell):
             cell.metadata.pop("jupyter", None)
+            cell.metadata.pop("collapsed", None)
     return nb
 
 
