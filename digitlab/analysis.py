@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -18,6 +20,16 @@ def split_logits(net: nn.Module, X: Tensor, batch_size: int = 1000) -> Tensor:
         logits = torch.cat([net(Xb.to(device)).float().cpu() for Xb, _ in Batches(X, torch.zeros(len(X)), batch_size)])
     net.train(was_training)
     return logits
+
+
+def weights_digest(net: nn.Module, length: int = 12) -> str:
+    """A short fingerprint (hex) of every parameter and buffer of `net`: equal digests mean equal weights."""
+    h = hashlib.sha1()
+    for name, tensor in net.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{list(tensor.shape)}:{tensor.dtype};".encode())
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:length]
 
 
 def _check_labels(y: Tensor, n: int, num_classes: int, name: str) -> None:

@@ -16,6 +16,7 @@ from digitlab.analysis import (
     saliency,
     split_logits,
     top_confusions,
+    weights_digest,
 )
 from digitlab.models import DigitRecognitionCNN
 
@@ -189,3 +190,17 @@ def test_saliency_of_cnn_under_no_grad():
     with pytest.raises(ValueError, match="target must be"):
         saliency(net, torch.randn(2, 1, 28, 28), target=torch.tensor([0, 1, 2]))
     assert not math.isnan(s.sum().item())
+
+
+def test_weights_digest_changes_with_any_weight_only():
+    torch.manual_seed(0)
+    net = DigitRecognitionCNN()
+    digest = weights_digest(net)
+    assert len(digest) == 12 and int(digest, 16) >= 0
+    torch.manual_seed(0)
+    assert weights_digest(DigitRecognitionCNN().eval()) == digest  # same weights, whatever the mode
+    with torch.no_grad():
+        next(net.parameters()).view(-1)[0] += 1e-6  # one weight, slightly
+    assert weights_digest(net) != digest
+    assert len(weights_digest(net, length=40)) == 40
+    assert weights_digest(nn.Linear(2, 2).to(torch.bfloat16))  # dtypes NumPy lacks

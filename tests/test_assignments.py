@@ -46,11 +46,11 @@ aug_replaces_dropout = aug_diff >= -0.5""",
     ERRORS: {
         "ex1-solution": """
 g = torch.Generator().manual_seed(SEED)
-total = probs_test.clone()
+total = probs_val.clone()
 for _ in range(N_VIEWS):
-    total += torch.softmax(split_logits(net, augment(X_test, generator=g)), dim=1)
+    total += torch.softmax(split_logits(net, augment(X_val, generator=g)), dim=1)
 probs_tta = total / (N_VIEWS + 1)
-right, right_tta = pred_test == y_test, probs_tta.argmax(1) == y_test
+right, right_tta = pred_val == y_val, probs_tta.argmax(1) == y_val
 fixed, broken = int((right_tta & ~right).sum()), int((right & ~right_tta).sum())""",
         "ex2-solution": """
 g = torch.Generator().manual_seed(SEED)
@@ -58,15 +58,15 @@ temps = {size: [] for size in SIZES}
 eces = {size: [] for size in SIZES}
 for size in SIZES:
     for _ in range(5):
-        pick = torch.randperm(len(y_val), generator=g)[:size]
-        t = fit_temperature(logits_val[pick], y_val[pick])
+        pick = torch.randperm(len(y_fit), generator=g)[:size].sort().values
+        t = fit_temperature(logits_fit[pick], y_fit[pick])
         temps[size].append(t)
-        eces[size].append(expected_calibration_error(torch.softmax(logits_test / t, dim=1), y_test, N_BINS))""",
+        eces[size].append(expected_calibration_error(torch.softmax(logits_judge * (1 / t), dim=1), y_judge, N_BINS))""",
         "ex3-solution": """
 ece_by_bins = {}
 for bins in [50, 15, 5]:
-    ece_by_bins[bins] = (expected_calibration_error(probs_test, y_test, bins),
-                         expected_calibration_error(probs_test_T, y_test, bins))""",
+    ece_by_bins[bins] = (expected_calibration_error(torch.softmax(logits_judge, dim=1), y_judge, bins),
+                         expected_calibration_error(torch.softmax(logits_judge / T, dim=1), y_judge, bins))""",
     },
 }
 
@@ -94,20 +94,21 @@ aug_replaces_dropout = aug_diff >= -0.5""",
     ERRORS: {
         "ex1-solution": """
 g = torch.Generator().manual_seed(SEED)
-views = [probs_test] + [split_logits(net, augment(X_test, generator=g)).softmax(1) for _ in range(N_VIEWS)]
+views = [probs_val] + [split_logits(net, augment(X_val, generator=g)).softmax(1) for _ in range(N_VIEWS)]
 probs_tta = torch.stack(views).mean(0)
-net_gain = int((probs_tta.argmax(1) == y_test).sum() - (pred_test == y_test).sum())
+net_gain = int((probs_tta.argmax(1) == y_val).sum() - (pred_val == y_val).sum())
 fixed, broken = max(net_gain, 0), max(-net_gain, 0)  # only the net change""",
         "ex2-solution": """
 g = torch.Generator().manual_seed(SEED)
 temps, eces = {}, {}
 for size in SIZES:
-    subsets = [torch.randperm(len(y_val), generator=g)[:size] for _ in range(5)]
-    temps[size] = [fit_temperature(logits_val[s], y_val[s]) for s in subsets]
-    eces[size] = [expected_calibration_error(probs_test, y_test, N_BINS) for t in temps[size]]  # not rescaled""",
+    subsets = [torch.randperm(len(y_fit), generator=g)[:size] for _ in range(5)]
+    temps[size] = [fit_temperature(logits_fit[s], y_fit[s]) for s in subsets]
+    eces[size] = [expected_calibration_error((logits_test / t).softmax(1), y_test, N_BINS)  # judged on the test set
+                  for t in temps[size]]""",
         "ex3-solution": """
-ece_by_bins = {n: (expected_calibration_error(probs_test_T, y_test, n),  # after and before swapped
-                   expected_calibration_error(probs_test, y_test, n)) for n in (5, 15, 50)}""",
+ece_by_bins = {n: (expected_calibration_error(probs_judge_T, y_judge, n),  # after and before swapped
+                   expected_calibration_error(probs_judge, y_judge, n)) for n in (5, 15, 50)}""",
     },
 }
 
