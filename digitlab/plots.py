@@ -138,6 +138,7 @@ def plot_confusion(cm: Tensor, normalize: bool = False, ax=None):
         ax.set_title("counts (blank: none)")
     ax.set(xlabel="predicted", ylabel="true")
     ax.tick_params(axis="y", rotation=0)
+    ax.grid(False)  # the course style's grid would cut through the cells
     return ax
 
 
@@ -194,7 +195,7 @@ def plot_reliability(rel: dict, ax=None, title: str | None = None):
     ax.plot(lo + width / 2, conf[full], "_", color=RED, ms=10, mew=2, label="mean confidence of the bin")
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     for x, a, n in zip(lo + width / 2, acc[full], count[full], strict=True):
-        ax.text(x, min(a, 0.8) + 0.03, str(n), ha="center", va="bottom", fontsize=6, rotation=90)
+        ax.text(x, min(a, 0.8) + 0.03, str(n), ha="center", va="bottom", fontsize=8, rotation=90)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (largest probability)", ylabel="accuracy")
     ax.legend(loc="upper left", fontsize=8)
     if title:

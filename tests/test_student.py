@@ -11,6 +11,14 @@ from digitlab import student
 NB04 = student.NOTEBOOKS_DIR / "04_overfitting_ablations.ipynb"
 WITH_EXERCISES = [path for path in sorted(student.NOTEBOOKS_DIR.glob("[0-9]*.ipynb"))
                   if any(c.metadata.get("nbgrader", {}).get("solution") for c in nbformat.read(path, 4).cells)]
+# How JupyterLab stores a folded cell (it shows "..." until the learner unfolds it); it adds "collapsed" to a code
+# cell whose outputs are folded, so a code cell without it would be marked modified as soon as it is opened.
+FOLDED = {"code": {"collapsed": True, "jupyter": {"source_hidden": True, "outputs_hidden": True}},
+          "markdown": {"jupyter": {"source_hidden": True}}}
+
+
+def folded(cell) -> bool:
+    return all(cell.metadata.get(key) == value for key, value in FOLDED[cell.cell_type].items())
 REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
 
 
@@ -35,7 +43,11 @@ def test_student_version_of_a_small_notebook():
         new_markdown_cell("Why?\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION",
                           metadata=nbgrader(grade_id="why", grade=True, points=1, solution=True)),
     ], metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}})
+    for i in (0, 2):
+        nb.cells[i].metadata.update(FOLDED[nb.cells[i].cell_type])
     out = student.student_version(nb)
+    assert not folded(out.cells[0]) and not folded(out.cells[2]), "a student sees the cells to answer in, unfolded"
+    assert folded(nb.cells[0]) and folded(nb.cells[2])
     assert out.cells[0].source == "x = 1\n# YOUR CODE HERE\nraise NotImplementedError()\nprint(answer)"
     assert out.cells[0].outputs == [] and out.cells[0].execution_count is None
     assert out.cells[1].source == "assert answer == 42"
@@ -48,6 +60,15 @@ def test_solution_markers_without_metadata_are_refused():
                       metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}})
     with pytest.raises(RuntimeError, match="Hidden test region"):  # nbgrader's own check
         student.student_version(nb)
+
+
+@pytest.mark.parametrize("source_path", WITH_EXERCISES, ids=lambda p: p.stem)
+def test_learners_meet_each_exercise_before_its_solution(source_path):
+    cells = nbformat.read(source_path, 4).cells
+    hidden = [i for i, c in enumerate(cells) if folded(c)]
+    solutions = [i for i, c in enumerate(cells) if student.is_solution(c)]
+    assert hidden == solutions, (f"{source_path.name}: fold every solution cell (code and model answer), and only "
+                                 f"those, with the metadata {FOLDED}; folded {hidden}, solutions {solutions}")
 
 
 def test_the_course_has_exercises():
@@ -89,3 +110,9 @@ def test_student_notebook_runs_with_errors_only_in_exercises(tmp_path, monkeypat
     assert all(raised.get(i) == "NotImplementedError" for i in solutions)
     assert set(raised) == solutions | checks  # every unanswered exercise fails its check
     assert os.environ["DIGITLAB_FAST"] == "1"
+
+
+@pytest.mark.parametrize("path", sorted(student.NOTEBOOKS_DIR.glob("[0-9]*.ipynb")), ids=lambda p: p.stem)
+def test_notebooks_open_unmodified_in_jupyterlab(path):
+    # JupyterLab rewrites any other display name of the ipykernel kernel and marks the notebook as changed.
+    assert nbformat.read(path, 4).metadata.kernelspec.display_name == "Python 3 (ipykernel)"
