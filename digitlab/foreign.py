@@ -272,10 +272,11 @@ def photo_image(digit: int, rng: np.random.Generator, fonts: list[str]) -> tuple
     down = -tilt * np.sin(direction) * t - corners * (t - 0.5) ** 2
     light = (across[None, :] + down[:, None]).astype(np.float32)
     a *= strength
-    rgb = (page + (ink - page) * a[..., None]) * light[..., None]
+    on_paper = Image.fromarray(np.clip(page + (ink - page) * a[..., None], 0, 255).astype(np.uint8))
+    on_paper = on_paper.transform(on_paper.size, Image.PERSPECTIVE, perspective_coeffs(on_paper.size, rng, 0.06),
+                                  resample=Image.BILINEAR, fillcolor=tuple(int(c) for c in paper))
+    rgb = np.asarray(on_paper, dtype=np.float32) * light[..., None]  # the light falls on the tilted page
     picture = Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8))
-    picture = picture.transform(picture.size, Image.PERSPECTIVE, perspective_coeffs(picture.size, rng, 0.06),
-                                resample=Image.BILINEAR, fillcolor=tuple(int(c) for c in paper * light.min()))
     picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 2.0) * size / 160))
     sigma = np.float32(rng.uniform(1, 8))
     noisy = np.asarray(picture, dtype=np.float32) + sigma * rng.standard_normal((size, size, 3), dtype=np.float32)
