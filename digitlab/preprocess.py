@@ -26,6 +26,12 @@ MIN_CONTRAST = 0.1
 # pixels, is a speck (dust, a stray tap on the pad), not a digit; MNIST digits span 20 of 28 pixels.
 MIN_INK_SHARE = 0.1
 MIN_INK_PIXELS = 3
+# Pictures smaller than MNIST's 28 pixels (a tiny scan, a thumbnail) are enlarged smoothly to at least this
+# many pixels before the ink is found, so that thresholding does not leave blocky strokes.
+TINY_TO = 28
+# Ink that is not connected to the digit and holds less than this share of the largest stroke's ink
+# (a dot on the paper, a stretch of a ruled line, a dark speck in a photo's corner) is dropped.
+MIN_STROKE_SHARE = 0.1
 
 
 def as_grayscale(image) -> np.ndarray:
@@ -104,20 +110,83 @@ def _open(path: str | Path):
 
 
 def ink(image) -> np.ndarray:
-    """Ink strength [H, W] in [0, 1] (1 = strongest stroke, 0 = background), for dark-on-light or light-on-dark."""
+    """Ink strength [H, W] in [0, 1] (1 = strongest stroke, 0 = background), for dark-on-light or light-on-dark.
+
+    The background is a smooth surface fitted to the picture's border, so uneven light on a photographed page
+    is not taken for ink; ink not connected to the digit's strokes and much fainter in total is dropped.
+    """
     x = as_grayscale(image)
     border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
-    background = float(np.median(border))
-    if background > 0.5:  # dark ink on light paper: flip so that ink is bright, like MNIST
-        x, background = 1 - x, 1 - background
-    contrast = float(x.max()) - background
+    if float(np.median(border)) > 0.5:  # dark ink on light paper: flip so that ink is bright, like MNIST
+        x = 1 - x
+    above = x - background(x)
+    contrast = float(above.max())
     if contrast < MIN_CONTRAST:
         raise DigitlabError(
             f"No digit found: the picture is blank or almost uniform (ink-to-background contrast {contrast:.2f}, "
             f"needs at least {MIN_CONTRAST}). Draw or photograph a darker, thicker digit.")
-    strength = np.clip((x - background) / contrast, 0, 1)
+    strength = np.clip(above / contrast, 0, 1)
     strength[strength < INK_THRESHOLD - 1e-6] = 0  # the margin keeps float rounding (e.g. of 255 - x) from deciding
-    return strength
+    return main_strokes(strength)
+
+
+def background(x: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """The paper's brightness [H, W]: a quadratic surface fitted to the border, ignoring ink that touches it."""
+    h, w = x.shape
+    u, v = np.linspace(-1, 1, w, dtype=np.float32), np.linspace(-1, 1, h, dtype=np.float32)
+    ones_u, ones_v = np.ones(w, dtype=np.float32), np.ones(h, dtype=np.float32)
+    eu = np.concatenate([u, u, -ones_v, ones_v])  # the border: top row, bottom row, left column, right column
+    ev = np.concatenate([-ones_u, ones_u, v, v])
+    b = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
+    A = np.stack([np.ones_like(eu), eu, ev, eu * eu, ev * ev, eu * ev], 1)
+    paper = np.ones(len(b), dtype=bool)
+    for _ in range(rounds):  # refit without the border pixels far on the ink side of the surface
+        coef = np.linalg.lstsq(A[paper], b[paper], rcond=None)[0]
+        residual = b - A @ coef
+        spread = 1.4826 * float(np.median(np.abs(residual[paper]))) + 0.01
+        now = residual < 3 * spread + 0.01
+        if (now == paper).all() or now.sum() < 6:
+            break
+        paper = now
+    c0, cu, cv, cuu, cvv, cuv = (float(c) for c in coef)
+    surface = (c0 + cu * u + cuu * u * u)[None, :] + (cv * v + cvv * v * v)[:, None] + cuv * np.outer(v, u)
+    return surface.astype(np.float32)
+
+
+def main_strokes(strength: np.ndarray, grid: int = 32) -> np.ndarray:
+    """Keep the connected pieces of ink that hold at least MIN_STROKE_SHARE of the largest one's ink.
+
+    Pieces are found on a grid of at most `grid` x `grid` cells (a cell holding any ink is ink), which keeps
+    this fast on large pictures; pieces closer than a cell count as one.
+    """
+    h, w = strength.shape
+    cell = -(-max(h, w) // grid)
+    gh, gw = -(-h // cell), -(-w // cell)
+    padded = np.zeros((gh * cell, gw * cell), dtype=np.float32)
+    padded[:h, :w] = strength
+    mass = padded.reshape(gh, cell, gw, cell).sum((1, 3))  # ink per cell
+    mask = torch.from_numpy((mass > 0).astype(np.float32))[None, None]
+    label = torch.arange(1, gh * gw + 1, dtype=torch.float32).reshape(1, 1, gh, gw) * mask  # exact below 2**24
+    while True:  # every ink cell takes the largest label among its ink neighbours, until nothing changes
+        spread = F.max_pool2d(label, 3, stride=1, padding=1) * mask
+        if torch.equal(spread, label):
+            break
+        label = spread
+    label = label[0, 0].numpy().astype(np.int64)
+    piece_mass = np.bincount(label.ravel(), weights=mass.ravel())
+    piece_mass[0] = 0
+    keep = (piece_mass >= MIN_STROKE_SHARE * piece_mass.max())[label]
+    keep = keep.repeat(cell, 0).repeat(cell, 1)[:h, :w]
+    return np.where(keep, strength, 0).astype(np.float32)
+
+
+def enlarge_tiny(x: np.ndarray, size: int = TINY_TO) -> np.ndarray:
+    """A picture smaller than `size` pixels (longer side), enlarged (bilinear) a whole number of times to reach it."""
+    factor = -(-size // max(x.shape))
+    if factor <= 1:
+        return x
+    t = torch.from_numpy(np.ascontiguousarray(x))[None, None]
+    return F.interpolate(t, scale_factor=factor, mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
 
 
 def crop_to_ink(strength: np.ndarray) -> np.ndarray:
@@ -163,7 +232,7 @@ def centre_in_frame(digit: np.ndarray, size: int = SIZE) -> np.ndarray:
 def preprocess_steps(image) -> dict[str, np.ndarray]:
     """Every stage of `to_mnist` as a picture: input, ink, cropped, scaled (20x20 box), centred (28x28)."""
     gray = as_grayscale(image)
-    strength = ink(gray)
+    strength = ink(enlarge_tiny(gray))
     cropped = crop_to_ink(strength)
     scaled = fit_box(cropped)
     return {"input": gray, "ink": strength, "cropped": cropped, "scaled": scaled, "centred": centre_in_frame(scaled)}

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from digitlab.data import load_mnist
-from digitlab.preprocess import as_grayscale, centre_of_mass, preprocess_steps, to_mnist
+from digitlab.preprocess import as_grayscale, background, centre_of_mass, enlarge_tiny, preprocess_steps, to_mnist
 from digitlab.train import course_model, predict
 
 
@@ -158,3 +158,33 @@ def test_a_speck_of_ink_is_no_digit(size, speck):
     picture[speck] = 255
     with pytest.raises(ValueError, match="No digit found: the only ink is a speck"):
         to_mnist(picture)
+
+
+def test_uneven_light_on_the_page_is_not_ink(digits):
+    clean = paste(digits[0][5], scale=3.0, top=30, left=20).astype(np.float32)
+    rows, cols = np.mgrid[0:160, 0:130] / 160
+    light = 1 - 0.5 * cols - 0.8 * (rows - 0.5) ** 2  # a photo lit from the left, darker at the top and bottom
+    shaded = np.clip(clean * light, 0, 255).astype(np.uint8)
+    assert (to_mnist(shaded) - to_mnist(clean.astype(np.uint8))).abs().mean() < 0.03
+
+
+def test_a_blot_away_from_the_digit_is_dropped(digits):
+    clean = paste(digits[0][6], scale=3.0, top=30, left=40)
+    blotted = clean.copy()
+    blotted[150:154, 3:7] = 0  # a 4x4 dot of ink in a corner of the page
+    assert torch.allclose(to_mnist(blotted), to_mnist(clean), atol=1e-5)
+
+
+def test_background_fits_a_smooth_page_exactly_and_ignores_ink_on_the_border():
+    rows, cols = np.mgrid[0:40, 0:50].astype(np.float32)
+    page = 0.2 + 0.004 * cols + 0.0002 * (rows - 20) ** 2
+    page[0, 10:20] = 0.9  # a stroke touching the top edge
+    assert np.abs(background(page) - (0.2 + 0.004 * cols + 0.0002 * (rows - 20) ** 2)).max() < 1e-3
+
+
+def test_tiny_pictures_are_enlarged_smoothly_before_the_ink_is_found(digits):
+    tiny = F.interpolate(digits[0][:1, None].float() / 255, size=(8, 8), mode="area")[0, 0].numpy()
+    big = enlarge_tiny(tiny)
+    assert big.shape == (32, 32) and abs(big.mean() - tiny.mean()) < 0.02
+    assert len(np.unique(np.round(big, 3))) > 4 * len(np.unique(np.round(tiny, 3)))  # shades between the blocks
+    assert enlarge_tiny(np.zeros((28, 28), dtype=np.float32)).shape == (28, 28)  # MNIST's size is left as it is
