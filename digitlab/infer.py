@@ -327,16 +327,22 @@ def matmul_gflops(threads: int | None = None, n: int = 1024, repeats: int = 20) 
     return 2 * n ** 3 * repeats / seconds / 1e9
 
 
+def _call_times(run: Runner, x, n: int) -> list[float]:
+    """Wall times in seconds of `n` calls of `run(x)`, one by one."""
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def latency_ms(run: Runner, x: Tensor, repeats: int = 2000, warmup: int = 100) -> tuple[float, float]:
     """Median (p50) and 99th-percentile wall time of `run(x)` in milliseconds."""
     for _ in range(warmup):
         run(x)
-    times = np.empty(repeats)
-    for i in range(repeats):
-        start = time.perf_counter()
-        run(x)
-        times[i] = time.perf_counter() - start
-    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
+    p50, p99 = np.percentile(_call_times(run, x, repeats), [50, 99])
+    return float(p50 * 1e3), float(p99 * 1e3)
 
 
 def throughput_and_accuracy(run: Runner, X: Tensor, y: Tensor, batch_size: int = 256,
@@ -353,32 +359,59 @@ def throughput_and_accuracy(run: Runner, X: Tensor, y: Tensor, batch_size: int =
 
 
 def benchmark(net: nn.Module, test: tuple[Tensor, Tensor], calibration: Tensor, paths=PATHS,
-              threads: int | None = None, batch_size: int = 256, repeats: int = 2000,
+              threads: int | None = None, batch_size: int = 256, repeats: int = 2000, rounds: int = 4,
               progress: bool = True) -> list[dict]:
     """Single-image p50/p99 latency (1 thread), batch throughput (`threads`) and test accuracy of each path.
 
-    Every row carries its ratios to the eager row, which must come first. A path that cannot
-    run here (an optional package missing) gets a row with the reason instead of numbers.
+    The paths take turns: in each of `rounds` rounds, every path makes `repeats // rounds` timed
+    single-image calls and one pass over the test images in batches. A change in the machine's load
+    (another program starting or stopping) then affects all paths alike rather than the one measured
+    at that moment. p50 and p99 are over all of a path's calls; its throughput is its best pass.
+
+    Every row carries its ratios to the eager row, which must come first. A path that cannot run here
+    (an optional package missing) gets a row with the reason instead of numbers.
     """
     threads = threads or torch.get_num_threads()
     if paths[0] != "eager":
         raise ValueError("the first path must be 'eager', the reference the others are compared with.")
     X, y = test
     one = X[:1].clone()
-    rows = []
-    for path in paths:
+    batches = [X[i: i + batch_size].contiguous() for i in range(0, len(X), batch_size)]
+    runners, skipped = {}, {}
+    for path in paths:  # build and warm up every path first (compiling, calibrating, exporting)
         try:
             with _torch_threads(1):
                 single = make_runner(net, path, threads=1, calibration=calibration)
-                p50, p99 = latency_ms(single, one, repeats=repeats, warmup=repeats // 10)
+                for _ in range(max(1, repeats // 10)):
+                    single(one)
             with _torch_threads(threads):
                 batched = make_runner(net, path, threads=threads, calibration=calibration)
-                images_per_s, acc = throughput_and_accuracy(batched, X, y, batch_size)
+                batched(batches[0])
         except ModuleNotFoundError as err:
-            rows.append({"path": path, "skipped": str(err)})
-            if progress:
-                print(f"{path:<17} skipped: {err}")
+            skipped[path] = str(err)
             continue
+        runners[path] = (single, batched)
+    times = {path: [] for path in runners}
+    passes = {path: [] for path in runners}
+    accuracy = {}
+    for _ in range(rounds):
+        for path, (single, batched) in runners.items():
+            with _torch_threads(1):
+                times[path] += _call_times(single, one, max(1, repeats // rounds))
+            with _torch_threads(threads):
+                start = time.perf_counter()
+                predictions = torch.cat([batched(Xb).argmax(1) for Xb in batches])
+                passes[path].append(time.perf_counter() - start)
+            accuracy[path] = (predictions == y).float().mean().item()
+    rows = []
+    for path in paths:
+        if path in skipped:
+            rows.append({"path": path, "skipped": skipped[path]})
+            if progress:
+                print(f"{path:<17} skipped: {skipped[path]}")
+            continue
+        p50, p99 = (float(t) * 1e3 for t in np.percentile(times[path], [50, 99]))
+        images_per_s, acc = len(X) / min(passes[path]), accuracy[path]
         row = {"path": path, "p50_ms": p50, "p99_ms": p99, "images_per_s": images_per_s, "accuracy": acc}
         ref = rows[0] if rows else row
         row["latency_speedup"] = ref["p50_ms"] / p50
@@ -437,7 +470,8 @@ def write_report(rows: list[dict], path: str | Path = REPORT, command: str = "py
         "",
         "Latency: one normalised 28x28 image through the network, 1 thread (p50 and p99 of many calls, "
         f"preprocessing excluded). Throughput: the test set in batches of {batch_size} with "
-        f"{threads or torch.get_num_threads()} threads, best of 3 passes. Accuracy: the same pass over "
+        f"{threads or torch.get_num_threads()} threads, the best of several passes. The paths take turns, "
+        "so that a change in the machine's load affects all of them alike. Accuracy: the same passes over "
         "the MNIST test set. Ratios are to eager PyTorch in the same run. Every path computes in float32 "
         "except the int8 ones (8-bit integer weights and activations).",
         "",

@@ -16,6 +16,39 @@ from digitlab.plots import plot_mistake, plot_preprocess_steps
 from digitlab.preprocess import preprocess_steps, to_mnist
 
 
+class _Noted:
+    """A widget whose plain-text form is a note for readers without a running kernel.
+
+    A saved notebook keeps two parts of a widget's output: the widget view, which only a live kernel
+    can draw, and a plain-text fallback, which JupyterLab shows when there is none (a notebook just
+    opened, a static rendering). ipywidgets' fallback is the widget's repr, e.g. `HBox(children=(...`;
+    this keeps the view and replaces the fallback with `note`.
+    """
+
+    def __init__(self, *args, note: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.note = note  # a plain attribute, not a trait: nothing to send to the browser
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None and self.note:
+            bundle["text/plain"] = self.note
+        return bundle
+
+
+class NotedHBox(_Noted, widgets.HBox):
+    """An HBox whose plain-text output is `note`."""
+
+
+class NotedVBox(_Noted, widgets.VBox):
+    """A VBox whose plain-text output is `note`."""
+
+
+def _needs_kernel(what: str, to: str) -> str:
+    """The plain-text note of an interactive widget: what it is and that it needs a running kernel."""
+    return f"{what}: run this cell in JupyterLab to {to} (it needs a running kernel)."
+
+
 def mistake_options(cm: Tensor) -> list[tuple[str, tuple[int | None, int | None]]]:
     """Dropdown options (label, (true, predicted)): all mistakes, then every confused pair, most frequent first."""
     total = int(cm.sum() - cm.diag().sum())
@@ -30,7 +63,7 @@ def mistake_caption(i: int, probs: Tensor, y: Tensor) -> str:
             f"predicted {pred} (p = {probs[i, pred]:.3f})")
 
 
-def mistake_explorer(net: nn.Module, X: Tensor, y: Tensor, probs: Tensor) -> widgets.VBox:
+def mistake_explorer(net: nn.Module, X: Tensor, y: Tensor, probs: Tensor) -> NotedVBox:
     """Pick a (true, predicted) pair and step through its mistakes, most confident first: digit, probabilities,
     saliency."""
     cm = confusion_matrix(y, probs.argmax(1), probs.shape[1])
@@ -62,19 +95,26 @@ def mistake_explorer(net: nn.Module, X: Tensor, y: Tensor, probs: Tensor) -> wid
     pair.observe(choose, "value")
     step.observe(show, "value")
     choose()
-    return widgets.VBox([widgets.HBox([pair, step]), caption, out])
+    return NotedVBox([widgets.HBox([pair, step]), caption, out],
+                     note=_needs_kernel("Mistake explorer", "step through the network's mistakes"))
 
 
 # Drawing canvas and upload: a learner's own digits through to_mnist and a Predictor.
 
+# Module settings, read each time a pad is made or strokes are rasterised (so that
+# `digitlab.widgets.PEN_WIDTH = 8` takes effect for the next pad).
 PAD_SIZE = 280  # pixels of the drawing canvas (10 per MNIST pixel)
 PEN_WIDTH = 22  # stroke width in canvas pixels, about the thickness of an MNIST stroke scaled up
 
 
-def rasterize(strokes: list[list[tuple[float, float]]], size: int = PAD_SIZE, width: int = PEN_WIDTH):
-    """Strokes (lists of (x, y) canvas points) -> a uint8 picture [size, size], white ink on black."""
+def rasterize(strokes: list[list[tuple[float, float]]], size: int | None = None, width: int | None = None):
+    """Strokes (lists of (x, y) canvas points) -> a uint8 picture [size, size], white ink on black.
+
+    `size` and `width` default to the module's PAD_SIZE and PEN_WIDTH as they are at the call."""
     from PIL import Image, ImageDraw
 
+    size = PAD_SIZE if size is None else size
+    width = PEN_WIDTH if width is None else width
     picture = Image.new("L", (size, size), 0)
     draw = ImageDraw.Draw(picture)
     r = width / 2
@@ -109,7 +149,10 @@ def _show_probabilities(caption: widgets.Label, bars: list[widgets.FloatProgress
         bar.bar_style = "success" if d == best else ""
 
 
-def _png(image: Tensor, scale: int = 4) -> bytes:
+PREVIEW_SCALE = 4  # the preview shows each of the 28x28 pixels as 4x4 screen pixels
+
+
+def _png(image: Tensor, scale: int = PREVIEW_SCALE) -> bytes:
     """A [28, 28] float image (white ink on black) as PNG bytes, enlarged `scale` times, ink dark on white."""
     from io import BytesIO
 
@@ -121,13 +164,18 @@ def _png(image: Tensor, scale: int = 4) -> bytes:
     return buffer.getvalue()
 
 
+BLANK_PNG = _png(torch.zeros(28, 28))  # the preview before the first stroke: an empty (white) 28x28 picture
+
+
 class DrawingPad:
     """Draw a digit with the mouse: strokes are collected in Python, rasterised, turned into an MNIST
     image with `to_mnist` and classified by `predictor` while you draw."""
 
-    def __init__(self, predictor, size: int = PAD_SIZE, width: int = PEN_WIDTH, every_s: float = 0.05):
+    def __init__(self, predictor, size: int | None = None, width: int | None = None, every_s: float = 0.05):
         from ipycanvas import Canvas
 
+        size = PAD_SIZE if size is None else size  # the module settings as they are now
+        width = PEN_WIDTH if width is None else width
         self.predictor, self.size, self.width, self.every_s = predictor, size, width, every_s
         self.strokes: list[list[tuple[float, float]]] = []
         self.drawing = False
@@ -140,12 +188,18 @@ class DrawingPad:
         self.canvas.on_mouse_out(self.pen_up)
         self.clear_button = widgets.Button(description="clear", icon="eraser")
         self.clear_button.on_click(lambda _: self.clear())
-        self.preview = widgets.Image(format="png", layout={"width": "112px", "height": "112px"})
+        side = f"{28 * PREVIEW_SCALE}px"
+        # A blank 28x28 picture until the first stroke (an empty Image shows a broken-image icon).
+        self.preview = widgets.Image(value=BLANK_PNG, format="png",
+                                     layout={"width": side, "height": side, "border": "1px solid #999"})
         self.caption, self.bars, probabilities = _probability_widgets()
         self.probs: Tensor | None = None
-        self.widget = widgets.HBox([widgets.VBox([self.canvas, self.clear_button]),
-                                    widgets.VBox([widgets.Label("what the network sees"), self.preview]),
-                                    probabilities])
+        # Fixed widths and margins keep the three columns apart: canvas, preview, probabilities.
+        seen = widgets.VBox([widgets.Label("what the network sees"), self.preview],
+                            layout={"width": "170px", "margin": "0 16px", "align_items": "center"})
+        probabilities.layout = widgets.Layout(width="300px")
+        self.widget = NotedHBox([widgets.VBox([self.canvas, self.clear_button]), seen, probabilities],
+                                note=_needs_kernel("Drawing pad", "draw a digit and watch the prediction"))
 
     def pen_down(self, x: float, y: float) -> None:
         """Start a stroke at (x, y)."""
@@ -173,7 +227,7 @@ class DrawingPad:
         """Wipe the canvas and the prediction."""
         self.strokes, self.drawing, self.probs = [], False, None
         self.canvas.clear()
-        self.preview.value = b""
+        self.preview.value = BLANK_PNG
         _show_probabilities(self.caption, self.bars, None, "draw a digit")
 
     def image(self) -> np.ndarray:
@@ -187,6 +241,7 @@ class DrawingPad:
             x = to_mnist(self.image())
         except ValueError:  # nothing drawn yet
             self.probs = None
+            self.preview.value = BLANK_PNG
             _show_probabilities(self.caption, self.bars, None, "draw a digit")
             return None
         self.probs = self.predictor.predict_proba(x)[0]
@@ -195,7 +250,7 @@ class DrawingPad:
         return self.probs
 
 
-def drawing_pad(predictor) -> widgets.HBox:
+def drawing_pad(predictor) -> NotedHBox:
     """A canvas to draw digits on, with the network's live prediction and probabilities."""
     return DrawingPad(predictor).widget
 
@@ -215,7 +270,7 @@ def classify_upload(content: bytes, predictor) -> tuple[dict, Tensor]:
     return steps, predictor.predict_proba(torch.from_numpy(steps["centred"]))[0]
 
 
-def upload_classifier(predictor) -> widgets.VBox:
+def upload_classifier(predictor) -> NotedVBox:
     """Upload a photo of a handwritten digit: see each preprocessing step and the prediction."""
     upload = widgets.FileUpload(accept="image/*", multiple=False, description="photo")
     out = widgets.Output()
@@ -236,4 +291,4 @@ def upload_classifier(predictor) -> widgets.VBox:
             plt.close(fig)
 
     upload.observe(show, "value")
-    return widgets.VBox([upload, out])
+    return NotedVBox([upload, out], note=_needs_kernel("Photo upload", "classify a picture of a digit"))

@@ -71,3 +71,21 @@ def test_technique_table_measures_every_row_and_restores_threads():
     assert all(ips > 0 for _, ips in rows)
     table = bench.techniques_table(rows)
     assert table.count("\n") == len(rows) + 1 and "| 1.00 |" in table.splitlines()[2]
+
+
+def test_technique_rows_take_turns_and_keep_their_fastest(monkeypatch):
+    calls = []
+
+    def fake_speed(X, y, batch_size=64, channels_last=True, bf16=False, compiled=False, threads=None,
+                   num_batches=30, repeats=1, seed=0):
+        calls.append((batch_size, channels_last, bf16, threads))
+        return 100.0 * len(calls)  # later measurements are faster: each row must keep its last round
+
+    monkeypatch.setattr(bench, "train_speed", fake_speed)
+    monkeypatch.setattr(bench, "reference_loader", lambda n_train=None: None)
+    monkeypatch.setattr(bench, "reference_train", lambda loader, num_batches=None: (None, calls.append("ref") or 1.0))
+    rows = bench.techniques(n_train=256, num_batches=2, repeats=3)
+    per_round = len(rows)
+    assert len(calls) == 3 * per_round
+    assert calls[:per_round] == calls[per_round: 2 * per_round]  # every round measures every row, in order
+    assert [ips for _, ips in rows[1:]] == [100.0 * (2 * per_round + i + 1) for i in range(1, per_round)]

@@ -147,6 +147,28 @@ def test_benchmark_smoke(net, test_images, tmp_path):
         benchmark(net, (X, y), X[:100], paths=("fused",), progress=False)
 
 
+def test_benchmark_paths_take_turns(net, test_images, monkeypatch):
+    order = []
+    make = infer.make_runner
+
+    def recording_runner(net, path, threads=1, calibration=None):
+        run = make(net, path, threads, calibration)
+
+        def recorded(X):
+            order.append((path, len(X)))
+            return run(X)
+        return recorded
+
+    monkeypatch.setattr(infer, "make_runner", recording_runner)
+    X, y = normalize(test_images[0][:64]), test_images[1][:64]
+    rows = benchmark(net, (X, y), X, paths=("eager", "fused"), batch_size=32, repeats=20, rounds=2, progress=False)
+    assert [r["path"] for r in rows] == ["eager", "fused"]
+    timed = order[-2 * (10 + 2 + 10 + 2):]  # after building and warming up: 2 rounds of 10 calls and 2 batches each
+    paths = [p for p, _ in timed]
+    assert paths == (["eager"] * 12 + ["fused"] * 12) * 2  # eager, fused, eager, fused: they take turns
+    assert [n for _, n in timed[:12]] == [1] * 10 + [32, 32]
+
+
 def test_missing_onnxruntime_skips_its_row(net, test_images, monkeypatch):
     def missing():
         raise ModuleNotFoundError(f"onnxruntime is not installed. {infer.ONNX_HINT}")

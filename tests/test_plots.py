@@ -83,3 +83,26 @@ def test_error_analysis_figures():
     assert plot_reliability(reliability(probs, y, 10)).get_xlim() == (0, 1)
     axes = plot_saliency(torch.rand(3, 28, 28), {"predicted": torch.rand(3, 28, 28)})
     assert axes.shape == (2, 3)
+
+
+def test_plot_benchmark_readable_labels_and_a_legend_clear_of_the_data():
+    from digitlab.plots import plot_benchmark
+
+    rows = [{"path": "eager", "p50_ms": 0.521, "images_per_s": 5459.4},
+            {"path": "fused", "p50_ms": 0.345, "images_per_s": 9279.0},
+            {"path": "onnxruntime", "p50_ms": 0.150, "images_per_s": 15355.2},
+            {"path": "missing", "skipped": "not installed"}]
+    latency_ax, throughput_ax = plot_benchmark(rows)
+    assert [t.get_text() for t in throughput_ax.texts] == [" 5,459", " 9,279", " 15,355"]
+    assert [t.get_text() for t in latency_ax.texts] == [" 0.521 ms", " 0.345 ms", " 0.150 ms"]
+    assert [t.get_text() for t in latency_ax.get_yticklabels()] == ["eager", "fused", "onnxruntime"]
+    for ax in (latency_ax, throughput_ax):
+        assert ax.get_xlabel() and ax.get_title()
+    fig = latency_ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    for ax in (latency_ax, throughput_ax):  # the legend hides no bar and no label
+        for artist in [*ax.patches, *ax.texts]:
+            assert not legend.overlaps(artist.get_window_extent(renderer))
+        assert ax.get_xlim()[1] > max(p.get_width() for p in ax.patches)  # bars end inside the panel

@@ -158,3 +158,69 @@ def test_classify_upload_of_a_photo_like_picture(capsys):
     upload.value = ({"name": "notes.txt", "type": "text/plain", "size": 5, "content": memoryview(b"hello"),
                      "last_modified": datetime.now(timezone.utc)},)
     assert "notes.txt: the upload is not a picture" in capsys.readouterr().out
+
+
+class _NoPredictor:
+    """Stands in for a Predictor where the test draws nothing that needs classifying."""
+
+    def predict_proba(self, x):
+        raise AssertionError("nothing should be classified here")
+
+
+def test_pen_width_and_pad_size_settings_are_read_when_a_pad_is_made(monkeypatch):
+    import digitlab.widgets as w
+
+    monkeypatch.setattr(w, "PEN_WIDTH", 8)
+    monkeypatch.setattr(w, "PAD_SIZE", 140)
+    pad = w.DrawingPad(_NoPredictor())
+    assert (pad.width, pad.size) == (8, 140)
+    assert pad.canvas.line_width == 8 and (pad.canvas.width, pad.canvas.height) == (140, 140)
+    picture = w.rasterize([[(20, 70), (120, 70)]])  # a horizontal line, with the settings as they are now
+    assert picture.shape == (140, 140)
+    assert 7 <= int((picture[:, 70] == 255).sum()) <= 9  # the line is about 8 pixels thick
+    assert pad.image().shape == (140, 140)
+
+
+def _png_pixels(data: bytes):
+    from io import BytesIO
+
+    import numpy as np
+    from PIL import Image
+
+    assert bytes(data).startswith(b"\x89PNG")
+    return np.asarray(Image.open(BytesIO(bytes(data))).convert("L"))
+
+
+def test_pad_preview_is_a_blank_picture_before_the_first_stroke_and_after_clearing():
+    from digitlab.widgets import DrawingPad
+
+    pad = DrawingPad(_trained_predictor(), every_s=0.0)
+    blank = _png_pixels(pad.preview.value)
+    assert blank.shape == (112, 112) and blank.min() == 255  # 28x28 pixels shown 4x, all paper-white
+    assert pad.update() is None and _png_pixels(pad.preview.value).min() == 255  # nothing drawn yet
+    _draw(pad, [(140, 50 + 9 * i) for i in range(21)])
+    drawn = _png_pixels(pad.preview.value)
+    assert drawn.shape == (112, 112) and drawn.min() < 128  # the stroke shows dark on white
+    pad.clear()
+    assert (_png_pixels(pad.preview.value) == blank).all()
+
+
+def test_widgets_carry_a_note_for_readers_without_a_running_kernel():
+    from IPython.core.formatters import DisplayFormatter
+
+    from digitlab.widgets import drawing_pad, upload_classifier
+
+    net, X, y, probs = _untrained_predictions()
+    notes = {
+        "Drawing pad: run this cell in JupyterLab to draw a digit and watch the prediction "
+        "(it needs a running kernel).": drawing_pad(_NoPredictor()),
+        "Photo upload: run this cell in JupyterLab to classify a picture of a digit "
+        "(it needs a running kernel).": upload_classifier(_NoPredictor()),
+        "Mistake explorer: run this cell in JupyterLab to step through the network's mistakes "
+        "(it needs a running kernel).": mistake_explorer(net, X, y, probs),
+    }
+    for note, widget in notes.items():
+        bundle, _ = DisplayFormatter().format(widget)  # what a notebook saves as the cell's output
+        assert bundle["text/plain"] == note  # not the widget's repr, `HBox(children=(...`
+        view = bundle["application/vnd.jupyter.widget-view+json"]  # the live widget is still there
+        assert view["model_id"] == widget.model_id and view["version_major"] == 2
