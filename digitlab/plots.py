@@ -6,6 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from cycler import cycler
+from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
 # A colour-blind-safe palette (seaborn's "colorblind", after Okabe and Ito) used by every figure of the course.
@@ -73,11 +74,51 @@ def plot_history(history: dict, axes=None) -> np.ndarray:
         ax.plot(epochs, history[f"train_{metric}"], "o-", label="train")
         ax.plot(epochs, history[f"val_{metric}"], "s--", label="validation")
         ax.set(xlabel="epoch", ylabel=label)
-        ax.set_xticks(epochs)
+        if len(epochs) <= 15:
+            ax.set_xticks(epochs)
+        else:  # one tick per epoch would crowd the axis: a few whole-number ticks instead
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=10, integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0].figure.tight_layout()
     return axes
+
+
+def plot_effects(table, xlabel: str = "difference", ax=None, title: str | None = None, legend: bool = True):
+    """Effects with their 95% intervals, one row each: a dot at the mean, a bar from `low` to `high`.
+
+    `table` is a DataFrame (or dict of dicts) with the columns mean, low and high, one row per effect, as
+    `digitlab.ablation.compare` returns them. Intervals that exclude 0 are drawn in blue and filled; those
+    that include 0 in grey and open, so the two kinds differ in shape as well as colour; `legend` says which is
+    which, beside the axes. Return the axes.
+    """
+    import pandas as pd
+
+    table = pd.DataFrame(table).T if isinstance(table, dict) else table
+    missing = {"mean", "low", "high"} - set(table.columns)
+    if missing:
+        raise ValueError(f"table lacks the columns {sorted(missing)}: one row per effect with mean, low and high.")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.2))
+    rows = np.arange(len(table))
+    resolved = ((table["low"] > 0) | (table["high"] < 0)).to_numpy()
+    for kind, face, color, name in [(True, BLUE, BLUE, "95% interval excludes 0"),
+                                    (False, "white", GREY, "95% interval includes 0")]:
+        pick = resolved == kind
+        if not pick.any():
+            continue
+        t = table[pick]
+        ax.errorbar(t["mean"], rows[pick], xerr=[t["mean"] - t["low"], t["high"] - t["mean"]], fmt="o",
+                    color=color, mfc=face, mec=color, ms=7, capsize=4, lw=1.5, label=name)
+    ax.axvline(0, color="black", lw=1, ls="--")
+    ax.set_yticks(rows, [str(i) for i in table.index])
+    ax.set_ylim(len(table) - 0.5, -0.5)
+    ax.set_xlabel(xlabel)
+    if legend:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: it hides no interval
+    if title:
+        ax.set_title(title)
+    return ax
 
 
 def lr_schedule(schedule: str, lr: float, num_epochs: int, steps_per_epoch: int) -> list[float]:

@@ -5,6 +5,8 @@ import sys
 
 import matplotlib
 import nbformat
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -176,6 +178,104 @@ def test_mean_by_groups_on_a_config_key():
     assert ablation.mean_by(records, "batch_norm", "test_acc") == pytest.approx({True: 0.91, False: 0.80})
 
 
+def test_t95_is_the_two_sided_95_percent_t_value():
+    assert ablation.t95(1) == pytest.approx(12.706) and ablation.t95(2) == pytest.approx(4.303)
+    assert ablation.t95(11) == pytest.approx(2.201) and ablation.t95(30) == pytest.approx(2.042)
+    assert ablation.t95(1000) == ablation.t95(30)  # beyond the table: the value for 30, a slightly wider interval
+    assert all(a > b for a, b in zip(ablation.T95[:-1], ablation.T95[1:], strict=True))
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="degrees of freedom"):
+            ablation.t95(bad)
+
+
+def test_interval_of_repeats():
+    result = ablation.interval([1.0, 2.0, 3.0])
+    assert result["mean"] == pytest.approx(2.0) and result["n"] == 3 and result["df"] == 2
+    assert result["se"] == pytest.approx(1 / 3 ** 0.5)
+    half = 4.303 / 3 ** 0.5
+    assert result["low"] == pytest.approx(2.0 - half) and result["high"] == pytest.approx(2.0 + half)
+    single = ablation.interval([0.5])
+    assert single["mean"] == 0.5 and single["df"] == 0 and np.isnan(single["low"]) and np.isnan(single["se"])
+    with pytest.raises(ValueError, match="no values"):
+        ablation.interval([])
+
+
+def test_paired_differences_pair_runs_by_seed():
+    a = [fake(PAPER, 1, 0.94), fake(PAPER, 0, 0.90), fake(PAPER, 2, 0.94)]
+    b = [fake(BARE, 0, 0.88), fake(BARE, 1, 0.92), fake(BARE, 2, 0.91)]
+    assert ablation.paired_differences(a, b, "test_acc") == pytest.approx([0.02, 0.02, 0.03])  # seed by seed
+    result = ablation.compare(a, b, "test_acc", scale=100)
+    assert result["mean"] == pytest.approx(7 / 3) and result["n"] == 3
+    assert result["low"] > 0 and ablation.verdict(result) == "higher"
+    # pairing removes what a seed shares: the same differences with a large seed effect added give the same result
+    shift = {0: -0.05, 1: 0.0, 2: 0.03}
+    a2 = [fake(PAPER, r["seed"], r["final"]["test_acc"] + shift[r["seed"]]) for r in a]
+    b2 = [fake(BARE, r["seed"], r["final"]["test_acc"] + shift[r["seed"]]) for r in b]
+    assert ablation.compare(a2, b2, "test_acc", scale=100)["high"] == pytest.approx(result["high"])
+    with pytest.raises(ValueError, match="no run in b to pair"):
+        ablation.paired_differences(a, b[:2], "test_acc")
+    with pytest.raises(ValueError, match="several configs"):
+        ablation.paired_differences(a + [fake(BARE, 0, 0.8)], b, "test_acc")
+    with pytest.raises(ValueError, match="more than once"):
+        ablation.paired_differences(a + a[:1], b, "test_acc")
+
+
+def test_paired_differences_in_a_factorial_pair_configs_that_differ_only_in_the_factor():
+    configs = grid(PAPER, batch_norm=[True, False], dropout=[0.25, 0.0])
+    acc = {(True, 0.25): 0.95, (True, 0.0): 0.96, (False, 0.25): 0.93, (False, 0.0): 0.94}
+    records = [fake(c, s, acc[c["batch_norm"], c["dropout1"]] + 0.001 * s) for c in configs for s in (0, 1)]
+    with_bn = [r for r in records if r["config"]["batch_norm"]]
+    without_bn = [r for r in records if not r["config"]["batch_norm"]]
+    assert ablation.paired_differences(with_bn, without_bn, "test_acc", "batch_norm") == pytest.approx([0.02] * 4)
+    drop = [r for r in records if r["config"]["dropout1"] > 0]
+    no_drop = [r for r in records if r["config"]["dropout1"] == 0]
+    both = ("dropout1", "dropout2")
+    assert ablation.paired_differences(drop, no_drop, "test_acc", both) == pytest.approx([-0.01] * 4)
+    with pytest.raises(ValueError, match="no run in b to pair"):  # dropout2 differs too: name both keys
+        ablation.paired_differences(drop, no_drop, "test_acc", "dropout1")
+    with pytest.raises(ValueError, match="could partner the same run"):  # b holds both sides of the factor
+        ablation.paired_differences(with_bn, records, "test_acc", "batch_norm")
+
+
+def test_effects_table_and_its_display():
+    a = [fake(PAPER, s, acc, val_acc=v) for s, acc, v in [(0, 0.94, 0.93), (1, 0.95, 0.95), (2, 0.96, 0.94)]]
+    b = [fake(BARE, s, acc, val_acc=v) for s, acc, v in [(0, 0.92, 0.90), (1, 0.93, 0.91), (2, 0.94, 0.92)]]
+    table = ablation.effects({"paper - bare": (a, b)})
+    assert list(table.index) == [("paper - bare", "val_loss"), ("paper - bare", "val_acc")]
+    assert table.loc[("paper - bare", "val_acc"), "mean"] == pytest.approx(3.0)  # in points
+    assert table.loc[("paper - bare", "val_loss"), "verdict"] == "no difference the seeds can resolve"
+    shown = ablation.show_effects(table)
+    assert shown.loc[("paper - bare", "val_acc"), "pairs"] == 3
+    assert shown.loc[("paper - bare", "val_acc"), "difference [95% interval]"].startswith("+3.00 [")
+    assert shown.loc[("paper - bare", "val_loss"), "difference [95% interval]"] == "+0.000 [+0.000, +0.000]"
+    one = ablation.show_effects(ablation.effects({"one": (a[:1], b[:1])}, metrics=(("test_acc", 100.0),)))
+    assert one.iloc[0]["difference [95% interval]"] == "+2.00 (one seed)"
+
+
+def test_verdict_reads_the_interval():
+    assert ablation.verdict({"n": 3, "low": 0.1, "high": 0.5}) == "higher"
+    assert ablation.verdict({"n": 3, "low": -0.5, "high": -0.1}, "raises", "lowers") == "lowers"
+    assert ablation.verdict({"n": 3, "low": -0.1, "high": 0.5}) == "no difference the seeds can resolve"
+    assert ablation.verdict(ablation.interval([0.3])) == "one seed: no interval"
+
+
+def test_plot_effects_marks_intervals_that_exclude_zero():
+    from digitlab.plots import BLUE, GREY, plot_effects
+
+    table = pd.DataFrame({"mean": [1.0, -0.2, -0.5], "low": [0.5, -0.6, -0.9], "high": [1.5, 0.2, -0.1]},
+                         index=["BatchNorm", "dropout", "schedule"])
+    ax = plot_effects(table, xlabel="change in validation accuracy (points)", title="main effects")
+    bars = [c for c in ax.containers]
+    assert len(bars) == 2  # one errorbar group each for resolved and unresolved effects
+    resolved, unresolved = bars
+    assert list(resolved.lines[0].get_xdata()) == [1.0, -0.5] and resolved.lines[0].get_color() == BLUE
+    assert list(unresolved.lines[0].get_xdata()) == [-0.2] and unresolved.lines[0].get_color() == GREY
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["BatchNorm", "dropout", "schedule"]
+    assert ax.get_xlabel().startswith("change") and ax.get_title() == "main effects"
+    with pytest.raises(ValueError, match="lacks the columns"):
+        plot_effects(table.drop(columns="low"))
+
+
 def test_code_version_follows_the_code_a_run_uses(monkeypatch):
     before = ablation.code_version()
     monkeypatch.setitem(ablation.train.RECIPE, "lr", 1.0)  # the course recipe is not used by a grid run
@@ -216,13 +316,13 @@ def notebook_grid() -> tuple[list[dict], list[int]]:
     """The configs and seeds notebook 04 runs, taken from its own settings and grid cells (in full mode)."""
     nb = nbformat.read(NB04, as_version=4)
     cells = [c.source for c in nb.cells
-             if c.cell_type == "code" and ("SEEDS =" in c.source or "FACTORIAL =" in c.source)]
+             if c.cell_type == "code" and ("SEEDS =" in c.source or "GRID =" in c.source)]
     namespace = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("DIGITLAB_FAST", "0")
         for source in cells:
             exec(source, namespace)
-    return namespace["FACTORIAL"] + namespace["FULL"], namespace["SEEDS"]
+    return namespace["GRID"], namespace["SEEDS"]
 
 
 def test_shipped_grid_is_reused_on_another_torch_and_cpu(tmp_path, monkeypatch):
@@ -237,7 +337,7 @@ def test_shipped_grid_is_reused_on_another_torch_and_cpu(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ablation, "fit", no_training)  # not run_one: code_version hashes run_one's source
     records = run_grid(configs, seeds, path, progress=False)
-    assert len(records) == len(configs) * len(seeds) == 30
+    assert len(records) == len(configs) * len(seeds) == 42
     shipped = load_records(ablation.RESULTS)  # the chapter's grid and the exercises' model answers
     for record in shipped:
         assert run_grid([record["config"]], [record["seed"]], path, progress=False) == [record]

@@ -34,13 +34,13 @@ means = {p: np.mean([r["final"]["val_loss"] for r in sweep if r["config"]["dropo
 best_rate = sorted(means, key=means.get)[0]""",
         "ex3-solution": """
 wd_runs = ablation.run_grid([ablation.make_config(EXERCISE, dropout=0.0, weight_decay=1e-3)], EX_SEEDS, MY_RESULTS)
-wd_diff = 100 * float(np.mean([r["final"]["test_acc"] for r in wd_runs])
-                      - np.mean([r["final"]["test_acc"] for r in paper_runs]))
+wd_diff = 100 * float(np.mean([r["final"]["val_acc"] for r in wd_runs])
+                      - np.mean([r["final"]["val_acc"] for r in paper_runs]))
 wd_replaces_dropout = not wd_diff < -0.5""",
         "ex4-solution": """
 aug = {**EXERCISE, "dropout1": 0.0, "dropout2": 0.0, "augment": True}
 aug_runs = ablation.run_grid([aug], EX_SEEDS, MY_RESULTS)
-aug_diff = (ablation.mean(aug_runs, "test_acc") - ablation.mean(paper_runs, "test_acc")) * 100
+aug_diff = (ablation.mean(aug_runs, "val_acc") - ablation.mean(paper_runs, "val_acc")) * 100
 aug_replaces_dropout = aug_diff >= -0.5""",
     },
     ERRORS: {
@@ -84,11 +84,11 @@ val_loss = ablation.mean_by(sweep, "dropout1", "val_loss")
 best_rate = max(val_loss, key=val_loss.get)  # the highest loss""",
         "ex3-solution": """
 wd_runs = ablation.run_grid([ablation.make_config(EXERCISE, dropout=0.0, weight_decay=5e-3)], EX_SEEDS, MY_RESULTS)
-wd_diff = ablation.mean(wd_runs, "test_acc") - ablation.mean(paper_runs, "test_acc")  # a fraction, not points
+wd_diff = ablation.mean(wd_runs, "val_acc") - ablation.mean(paper_runs, "val_acc")  # a fraction, not points
 wd_replaces_dropout = wd_diff >= -0.5""",
         "ex4-solution": """
 aug_runs = ablation.run_grid([ablation.make_config(EXERCISE, dropout=0.0, augment=True)], EX_SEEDS, MY_RESULTS)
-aug_diff = 100 * (ablation.mean(paper_runs, "test_acc") - ablation.mean(aug_runs, "test_acc"))  # the wrong way round
+aug_diff = 100 * (ablation.mean(aug_runs, "test_acc") - ablation.mean(paper_runs, "test_acc"))  # decided on test data
 aug_replaces_dropout = aug_diff >= -0.5""",
     },
     ERRORS: {
