@@ -55,16 +55,22 @@ os.environ["DIGITLAB_RESULTS"] = "{results}"
 
 
 class ExercisesOnly(Preprocessor):
-    """Keep a notebook's exercise section only: from the heading before its first nbgrader cell to the end."""
+    """Keep a notebook's exercise section only: from the heading before its first nbgrader cell to the next heading."""
 
     enabled = Bool(True)  # nbconvert runs a registered preprocessor only if it is enabled
 
     def preprocess(self, nb, resources):
-        first = next((i for i, cell in enumerate(nb.cells) if "nbgrader" in cell.metadata), len(nb.cells))
-        start = next((i for i in range(first, -1, -1) if i < len(nb.cells) and nb.cells[i].cell_type == "markdown"
-                      and nb.cells[i].source.startswith("## ")), first)
-        nb.cells = nb.cells[start:]
+        graded = [i for i, cell in enumerate(nb.cells) if "nbgrader" in cell.metadata] or [len(nb.cells)]
+        start = next((i for i in range(graded[0], -1, -1) if i < len(nb.cells) and _is_section(nb.cells[i])),
+                     graded[0])
+        end = next((i for i in range(graded[-1] + 1, len(nb.cells)) if _is_section(nb.cells[i])), len(nb.cells))
+        nb.cells = nb.cells[start:end]
         return nb, resources
+
+
+def _is_section(cell) -> bool:
+    """True for a markdown cell that opens a chapter section (a '## ' heading)."""
+    return cell.cell_type == "markdown" and cell.source.startswith("## ")
 
 
 def assignment_name(notebook: Path) -> str:

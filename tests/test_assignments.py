@@ -224,7 +224,8 @@ def test_feedback_keeps_only_the_exercise_section():
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("## Settings"), nbformat.v4.new_code_cell("x = 1"),
         nbformat.v4.new_markdown_cell("## 7 · Exercises"), nbformat.v4.new_markdown_cell("### Exercise 1"),
-        nbformat.v4.new_code_cell("y = 2", metadata={"nbgrader": {"solution": True, "grade_id": "a"}})])
+        nbformat.v4.new_code_cell("y = 2", metadata={"nbgrader": {"solution": True, "grade_id": "a"}}),
+        nbformat.v4.new_markdown_cell("## Questions to think about"), nbformat.v4.new_markdown_cell("## References")])
     kept, _ = assignments.ExercisesOnly().preprocess(nb, {})
     assert [c.source for c in kept.cells] == ["## 7 · Exercises", "### Exercise 1", "y = 2"]
 
