@@ -345,19 +345,6 @@ def latency_ms(run: Runner, x: Tensor, repeats: int = 2000, warmup: int = 100) -
     return float(p50 * 1e3), float(p99 * 1e3)
 
 
-def throughput_and_accuracy(run: Runner, X: Tensor, y: Tensor, batch_size: int = 256,
-                            rounds: int = 3) -> tuple[float, float]:
-    """Images per second over `X` in batches (the best of `rounds` passes) and accuracy on (X, y)."""
-    batches = [X[i: i + batch_size].contiguous() for i in range(0, len(X), batch_size)]
-    run(batches[0])  # warm up
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        predictions = torch.cat([run(Xb).argmax(1) for Xb in batches])
-        best = min(best, time.perf_counter() - start)
-    return len(X) / best, (predictions == y).float().mean().item()
-
-
 def benchmark(net: nn.Module, test: tuple[Tensor, Tensor], calibration: Tensor, paths=PATHS,
               threads: int | None = None, batch_size: int = 256, repeats: int = 2000, rounds: int = 4,
               progress: bool = True) -> list[dict]:
