@@ -38,24 +38,41 @@ def _as_grid_images(X) -> np.ndarray:
     return X.astype(np.float32)
 
 
+def _grid(n: int, titles, ncols: int, scale: float):
+    """A figure with one axis (no frame) per item, in rows of `ncols`; checks there is one title per item."""
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"got {n} images but {len(titles)} titles: give one title per image.")
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols * scale, 1.3 * nrows * scale), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if titles is not None and i < n:
+            ax.set_title(str(titles[i]), fontsize=9)
+    return fig, axes
+
+
 def show_images(X, titles=None, ncols: int = 10, scale: float = 1.0, cmap: str = "gray_r",
                 symmetric: bool = False, suptitle: str | None = None) -> np.ndarray:
     """Show images [N, H, W] or [N, 1, H, W] in a grid, one optional title each; return the axes."""
     X = _as_grid_images(X)
-    if titles is not None and len(titles) != len(X):
-        raise ValueError(f"got {len(X)} images but {len(titles)} titles: give one title per image.")
-    ncols = max(1, min(ncols, len(X)))
-    nrows = -(-len(X) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols * scale, 1.3 * nrows * scale), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i >= len(X):
-            continue
+    fig, axes = _grid(len(X), titles, ncols, scale)
+    for x, ax in zip(X, axes.flat, strict=False):
         # symmetric: zero is the middle colour (weights, normalised inputs); else each image spans its own range.
-        vmax = (np.abs(X[i]).max() or 1.0) if symmetric else None
-        ax.imshow(X[i], cmap=cmap, vmin=-vmax if symmetric else None, vmax=vmax)
-        if titles is not None:
-            ax.set_title(str(titles[i]), fontsize=9)
+        vmax = (np.abs(x).max() or 1.0) if symmetric else None
+        ax.imshow(x, cmap=cmap, vmin=-vmax if symmetric else None, vmax=vmax)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return axes
+
+
+def show_pictures(pictures: list[np.ndarray], titles=None, ncols: int = 10, scale: float = 1.0,
+                  suptitle: str | None = None) -> np.ndarray:
+    """Show pictures as they are (uint8 gray or RGB, each its own size) in a grid; return the axes."""
+    fig, axes = _grid(len(pictures), titles, ncols, scale)
+    for picture, ax in zip(pictures, axes.flat, strict=False):
+        ax.imshow(picture, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()

@@ -26,9 +26,12 @@ MIN_CONTRAST = 0.1
 # pixels, is a speck (dust, a stray tap on the pad), not a digit; MNIST digits span 20 of 28 pixels.
 MIN_INK_SHARE = 0.1
 MIN_INK_PIXELS = 3
-# Pictures smaller than MNIST's 28 pixels (a tiny scan, a thumbnail) are enlarged smoothly to at least this
-# many pixels before the ink is found, so that thresholding does not leave blocky strokes.
+# Pictures smaller than MNIST's 28 pixels (a tiny scan, a thumbnail) are enlarged smoothly (bicubic) to at least
+# this many pixels before the ink is found, so that thresholding does not leave blocky strokes.
 TINY_TO = 28
+# A tiny picture is cut close to its digit, so ink covers much of its border and a surface fitted to the border
+# would take strokes for paper; its paper is one flat level instead: this percentile of its pixels.
+PAPER_PERCENTILE = 20
 # Ink that is not connected to the digit and holds less than this share of the largest stroke's ink
 # (a dot on the paper, a stretch of a ruled line, a dark speck in a photo's corner) is dropped.
 MIN_STROKE_SHARE = 0.1
@@ -109,25 +112,36 @@ def _open(path: str | Path):
         raise ValueError(f"{path} is not an image file PIL can read ({err}).") from err
 
 
-def ink(image) -> np.ndarray:
-    """Ink strength [H, W] in [0, 1] (1 = strongest stroke, 0 = background), for dark-on-light or light-on-dark.
-
-    The background is a smooth surface fitted to the picture's border, so uneven light on a photographed page
-    is not taken for ink; ink not connected to the digit's strokes and much fainter in total is dropped.
-    """
+def ink_bright(image) -> np.ndarray:
+    """The picture as gray [H, W] in [0, 1] with the ink bright, like MNIST: a light page (by its border) is flipped."""
     x = as_grayscale(image)
     border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
-    if float(np.median(border)) > 0.5:  # dark ink on light paper: flip so that ink is bright, like MNIST
-        x = 1 - x
-    above = x - background(x)
+    return 1 - x if float(np.median(border)) > 0.5 else x
+
+
+def strength(x: np.ndarray, paper: np.ndarray | float) -> np.ndarray:
+    """How far each pixel of `x` rises above the `paper`, as a share of the strongest stroke; faint specks are 0."""
+    above = x - paper
     contrast = float(above.max())
     if contrast < MIN_CONTRAST:
         raise DigitlabError(
             f"No digit found: the picture is blank or almost uniform (ink-to-background contrast {contrast:.2f}, "
             f"needs at least {MIN_CONTRAST}). Draw or photograph a darker, thicker digit.")
-    strength = np.clip(above / contrast, 0, 1)
-    strength[strength < INK_THRESHOLD - 1e-6] = 0  # the margin keeps float rounding (e.g. of 255 - x) from deciding
-    return main_strokes(strength)
+    s = np.clip(above / contrast, 0, 1).astype(np.float32)
+    s[s < INK_THRESHOLD - 1e-6] = 0  # the margin keeps float rounding (e.g. of 255 - x) from deciding
+    return s
+
+
+def ink(image, flat: bool = False) -> np.ndarray:
+    """Ink strength [H, W] in [0, 1] (1 = strongest stroke, 0 = background), for dark-on-light or light-on-dark.
+
+    The paper is a smooth surface fitted to the picture's border, so uneven light on a photographed page
+    is not taken for ink, or one level (PAPER_PERCENTILE) if `flat`; ink not connected to the digit's strokes
+    and much fainter in total is dropped.
+    """
+    x = ink_bright(image)
+    paper = np.float32(np.percentile(x, PAPER_PERCENTILE)) if flat else background(x)
+    return main_strokes(strength(x, paper))
 
 
 def background(x: np.ndarray, rounds: int = 3) -> np.ndarray:
@@ -153,17 +167,17 @@ def background(x: np.ndarray, rounds: int = 3) -> np.ndarray:
     return surface.astype(np.float32)
 
 
-def main_strokes(strength: np.ndarray, grid: int = 32) -> np.ndarray:
+def main_strokes(levels: np.ndarray, grid: int = 32) -> np.ndarray:
     """Keep the connected pieces of ink that hold at least MIN_STROKE_SHARE of the largest one's ink.
 
     Pieces are found on a grid of at most `grid` x `grid` cells (a cell holding any ink is ink), which keeps
     this fast on large pictures; pieces closer than a cell count as one.
     """
-    h, w = strength.shape
+    h, w = levels.shape
     cell = -(-max(h, w) // grid)
     gh, gw = -(-h // cell), -(-w // cell)
     padded = np.zeros((gh * cell, gw * cell), dtype=np.float32)
-    padded[:h, :w] = strength
+    padded[:h, :w] = levels
     mass = padded.reshape(gh, cell, gw, cell).sum((1, 3))  # ink per cell
     mask = torch.from_numpy((mass > 0).astype(np.float32))[None, None]
     label = torch.arange(1, gh * gw + 1, dtype=torch.float32).reshape(1, 1, gh, gw) * mask  # exact below 2**24
@@ -177,27 +191,27 @@ def main_strokes(strength: np.ndarray, grid: int = 32) -> np.ndarray:
     piece_mass[0] = 0
     keep = (piece_mass >= MIN_STROKE_SHARE * piece_mass.max())[label]
     keep = keep.repeat(cell, 0).repeat(cell, 1)[:h, :w]
-    return np.where(keep, strength, 0).astype(np.float32)
+    return np.where(keep, levels, 0).astype(np.float32)
 
 
 def enlarge_tiny(x: np.ndarray, size: int = TINY_TO) -> np.ndarray:
-    """A picture smaller than `size` pixels (longer side), enlarged (bilinear) a whole number of times to reach it."""
+    """A picture smaller than `size` pixels (longer side), enlarged (bicubic) a whole number of times to reach it."""
     factor = -(-size // max(x.shape))
     if factor <= 1:
         return x
     t = torch.from_numpy(np.ascontiguousarray(x))[None, None]
-    return F.interpolate(t, scale_factor=factor, mode="bilinear", align_corners=False)[0, 0].clamp(0, 1).numpy()
+    return F.interpolate(t, scale_factor=factor, mode="bicubic", align_corners=False)[0, 0].clamp(0, 1).numpy()
 
 
-def crop_to_ink(strength: np.ndarray) -> np.ndarray:
+def crop_to_ink(levels: np.ndarray) -> np.ndarray:
     """The smallest rectangle that holds every ink pixel; a speck of ink is no digit."""
-    rows, cols = np.flatnonzero(strength.any(1)), np.flatnonzero(strength.any(0))
+    rows, cols = np.flatnonzero(levels.any(1)), np.flatnonzero(levels.any(0))
     size = max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1
-    if size < max(MIN_INK_PIXELS, MIN_INK_SHARE * max(strength.shape)):
+    if size < max(MIN_INK_PIXELS, MIN_INK_SHARE * max(levels.shape)):
         raise DigitlabError(
             f"No digit found: the only ink is a speck of {rows[-1] - rows[0] + 1}x{cols[-1] - cols[0] + 1} pixels in "
-            f"a {strength.shape[1]}x{strength.shape[0]} picture. Draw the digit larger or crop closer to it.")
-    return strength[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
+            f"a {levels.shape[1]}x{levels.shape[0]} picture. Draw the digit larger or crop closer to it.")
+    return levels[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1]
 
 
 def fit_box(digit: np.ndarray, box: int = BOX) -> np.ndarray:
@@ -232,10 +246,10 @@ def centre_in_frame(digit: np.ndarray, size: int = SIZE) -> np.ndarray:
 def preprocess_steps(image) -> dict[str, np.ndarray]:
     """Every stage of `to_mnist` as a picture: input, ink, cropped, scaled (20x20 box), centred (28x28)."""
     gray = as_grayscale(image)
-    strength = ink(enlarge_tiny(gray))
-    cropped = crop_to_ink(strength)
+    found = ink(enlarge_tiny(gray), flat=max(gray.shape) < TINY_TO)
+    cropped = crop_to_ink(found)
     scaled = fit_box(cropped)
-    return {"input": gray, "ink": strength, "cropped": cropped, "scaled": scaled, "centred": centre_in_frame(scaled)}
+    return {"input": gray, "ink": found, "cropped": cropped, "scaled": scaled, "centred": centre_in_frame(scaled)}
 
 
 def to_mnist(image) -> Tensor:

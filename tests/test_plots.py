@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from digitlab.plots import lr_schedule, plot_embedding, plot_history, show_images
+from digitlab.plots import lr_schedule, plot_embedding, plot_history, show_images, show_pictures
 
 
 @pytest.fixture(autouse=True)
@@ -34,6 +34,17 @@ def test_show_images_rejects_bad_input():
         show_images(torch.zeros(3, 28, 28), titles=["a"])
     with pytest.raises(ValueError, match="shaped"):
         show_images(torch.zeros(2, 3, 28, 28))
+
+
+def test_show_pictures_shows_each_picture_as_it_is():
+    gray = np.full((40, 30), 200, dtype=np.uint8)
+    rgb = np.zeros((8, 8, 3), dtype=np.uint8)
+    axes = show_pictures([gray, rgb, gray], titles=["a", "b", "c"], ncols=2)
+    assert axes.shape == (2, 2) and not axes[1, 1].images
+    shown = axes[0, 0].images[0]
+    assert shown.get_array().shape == (40, 30) and shown.get_clim() == (0, 255)  # no contrast stretch
+    assert axes[0, 1].images[0].get_array().shape == (8, 8, 3) and axes[0, 1].get_title() == "b"
+    plt.close("all")
 
 
 def test_plot_history_draws_train_and_validation():

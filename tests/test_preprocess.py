@@ -188,3 +188,19 @@ def test_tiny_pictures_are_enlarged_smoothly_before_the_ink_is_found(digits):
     assert big.shape == (32, 32) and abs(big.mean() - tiny.mean()) < 0.02
     assert len(np.unique(np.round(big, 3))) > 4 * len(np.unique(np.round(tiny, 3)))  # shades between the blocks
     assert enlarge_tiny(np.zeros((28, 28), dtype=np.float32)).shape == (28, 28)  # MNIST's size is left as it is
+
+
+def test_a_tiny_scan_cut_close_to_its_digit_keeps_its_strokes(digits):
+    X, y = digits
+    net, _ = course_model(fast=True, progress=False)
+    tiny = []
+    for x in X[:100]:
+        rows, cols = np.flatnonzero(x.numpy().any(1)), np.flatnonzero(x.numpy().any(0))
+        crop = x[rows[0]: rows[-1] + 1, cols[0]: cols[-1] + 1].float()[None, None] / 255  # no margin: ink on the edge
+        small = F.interpolate(crop, size=(10, 10), mode="area")[0, 0]
+        tiny.append((255 * (1 - small)).round().to(torch.uint8).numpy())  # dark on light, 10x10 pixels
+    readable = torch.stack([to_mnist(t) for t in tiny])
+    full_size = torch.stack([to_mnist(x.numpy()) for x in X[:100]])
+    ink_kept = (readable > 0).sum((1, 2)).float() / (full_size > 0).sum((1, 2))
+    assert ink_kept.median() > 0.7  # the paper is one flat level: strokes on the border are not taken for paper
+    assert (predict(net, readable) == y[:100]).float().mean() > 0.8
