@@ -11,15 +11,15 @@ PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 # https://download.pytorch.org/whl/cpu for the CPU-only build (under 1 GB).
 TORCH_INDEX ?=
 
-.PHONY: setup data lab test test-oldest lint course bench student assignments clean
+.PHONY: setup data lab test test-oldest lint course bench student assignments book clean
 
-setup: $(STAMP)  ## create .venv and install digitlab with its test, instructor and ONNX extras
+setup: $(STAMP)  ## create .venv and install digitlab with its test, instructor, ONNX and book extras
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(if $(TORCH_INDEX),$(PY) -m pip install $(PIN) --index-url $(TORCH_INDEX) torch torchvision)
-	$(PY) -m pip install $(PIN) -e ".[test,instructor,onnx]"
+	$(PY) -m pip install $(PIN) -e ".[test,instructor,onnx,book]"
 	touch $@
 
 data: setup  ## make sure MNIST is present and verified (downloads it once)
@@ -36,7 +36,7 @@ test: lint  ## ruff, then the unit tests and every notebook in fast mode (nbval)
 
 test-oldest:  ## the unit tests with the oldest versions pyproject.toml allows (constraints-oldest.txt), in .venv-oldest
 	test -x .venv-oldest/bin/python || $(PYTHON) -m venv .venv-oldest
-	.venv-oldest/bin/python -m pip install -c constraints-oldest.txt -e ".[test,instructor,onnx]"
+	.venv-oldest/bin/python -m pip install -c constraints-oldest.txt -e ".[test,instructor,onnx,book]"
 	DIGITLAB_FAST=1 .venv-oldest/bin/python -m pytest tests
 
 course: data  ## execute every notebook in full mode, in place (the committed outputs)
@@ -54,5 +54,9 @@ student: setup  ## student versions of the notebooks, solutions removed, in buil
 assignments: data  ## the nbgrader course in build/course/: one assignment per notebook with exercises, released
 	$(PY) -m digitlab.assignments
 
-clean:  ## remove build/ (student versions, the nbgrader course and its gradebook) and the caches
+book: setup  ## the course as a website in build/book/html, from the committed notebooks (nothing is executed, no network)
+	$(PY) -m sphinx -b html -c book -d build/book/doctrees -W --keep-going -q . build/book/html
+	@echo "The course website: python3 -m http.server -d build/book/html, then open http://localhost:8000/"
+
+clean:  ## remove build/ (student versions, the nbgrader course and its gradebook, the website) and the caches
 	rm -rf build .pytest_cache .ruff_cache

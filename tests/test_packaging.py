@@ -26,8 +26,8 @@ def test_environment_yml_matches_pyproject():
     conda = set()
     text = (ROOT / "environment.yml").read_text()
     for line in text.split("dependencies:", 1)[1].splitlines():
-        match = re.match(r"^  - ([A-Za-z0-9_.-]+)", line)
-        if match and match.group(1) not in {"python", "pip"}:
+        match = re.match(r"^  - ([A-Za-z0-9_.-]+)", line) or re.match(r"^      - ([A-Za-z][A-Za-z0-9_.-]*)", line)
+        if match and match.group(1) not in {"python", "pip"}:  # conda-forge's, or PyPI's in the pip section
             conda.add(CONDA_NAMES.get(match.group(1), match.group(1)).lower())
     assert conda == wanted
 

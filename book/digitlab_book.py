@@ -1,0 +1,145 @@
+"""Sphinx extension for the course website: notebooks as learners see them in JupyterLab, and the course map.
+
+Nothing here executes a notebook. At build time it
+- folds the model solutions that JupyterLab folds (cell metadata `jupyter.source_hidden` / `outputs_hidden`):
+  code cells get MyST-NB's `hide-input` / `hide-output` tags, written answers a `<details>` fold;
+- replaces each widget output, which needs a running kernel, by what can be shown without one: a progress bar's
+  final state as text, or the widget's own note (its `text/plain`) saying that it runs in JupyterLab;
+- writes the course map on the landing page from the README's chapter table and `notebooks/README.md`'s times.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from sphinx.application import Sphinx
+from sphinx.errors import ExtensionError
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+COURSE_MAP = "<!-- course map -->"
+SOLUTION_PROMPT = {"code_prompt_show": "Show the model solution ({type})",
+                   "code_prompt_hide": "Hide the model solution ({type})"}
+
+
+def _text(source: str | list[str]) -> str:
+    return source if isinstance(source, str) else "".join(source)
+
+
+def _first_line(markdown: str) -> str:
+    """The first line of a cell without its markdown emphasis, as JupyterLab shows it on a folded cell."""
+    line = markdown.strip().splitlines()[0] if markdown.strip() else ""
+    return re.sub(r"[*_`]", "", line).strip()
+
+
+def fold_written_answer(markdown: str) -> str:
+    """A folded written answer: the cell inside `<details>`, nbgrader's solution markers as a plain label."""
+    body = re.sub(r"^#+ BEGIN SOLUTION\s*$", "**Model answer**", markdown, flags=re.M)
+    body = re.sub(r"^#+ END SOLUTION\s*$", "", body, flags=re.M).strip()
+    summary = html.escape(f"{_first_line(markdown)} … (written answer and model answer, folded)")
+    return f'<details class="solution">\n<summary>{summary}</summary>\n\n{body}\n\n</details>\n'
+
+
+def _progress_text(model_id: str, state: dict[str, Any]) -> str | None:
+    """The final line of a tqdm progress bar (an HBox of HTML, FloatProgress, HTML), or None for other widgets."""
+    box = state.get(model_id, {})
+    children = [c.removeprefix("IPY_MODEL_") for c in box.get("state", {}).get("children", [])]
+    models = [state.get(c, {}) for c in children]
+    if box.get("model_name") != "HBoxModel" or [m.get("model_name") for m in models] != \
+            ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+        return None
+    label, bar, info = (m["state"] for m in models)
+    filled = round(10 * bar["value"] / bar["max"]) if bar.get("max") else 0
+    text = f"{html.unescape(label['value'])}|{'█' * filled}{' ' * (10 - filled)}|{html.unescape(info['value'])}"
+    return text.replace("\u2007", " ")
+
+
+def _widget_output(output: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """A widget's output with the widget view replaced by static text or a note."""
+    data = dict(output["data"])
+    model_id = data.pop(WIDGET_VIEW)["model_id"]
+    progress = _progress_text(model_id, state)
+    if progress is not None:
+        return {**output, "data": {"text/plain": progress}}
+    note = _text(data.get("text/plain", "")).strip()
+    if not note or note.startswith(("HBox(", "VBox(", "Output(", "<")):
+        note = "An interactive widget: run this cell in JupyterLab to use it (it needs a running kernel)."
+    box = ('<div class="admonition note widget-note"><p class="admonition-title">Interactive in JupyterLab</p>'
+           f"<p>{html.escape(note)}</p></div>")
+    return {**output, "data": {"text/html": box, "text/plain": note}}
+
+
+def prepare_notebook(nb: dict[str, Any]) -> dict[str, Any]:
+    """The notebook as the website shows it: solutions folded, widgets static. The input is left unchanged."""
+    nb = json.loads(json.dumps(nb))
+    state = nb.get("metadata", {}).pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    for cell in nb["cells"]:
+        hidden = cell.get("metadata", {}).get("jupyter", {})
+        if cell["cell_type"] == "markdown" and hidden.get("source_hidden"):
+            cell["source"] = fold_written_answer(_text(cell["source"]))
+        elif cell["cell_type"] == "code":
+            tags = cell["metadata"].setdefault("tags", [])
+            if hidden.get("source_hidden"):
+                tags.append("hide-input")
+            if hidden.get("outputs_hidden"):
+                tags.append("hide-output")
+            if hidden:
+                cell["metadata"].setdefault("mystnb", {}).update(SOLUTION_PROMPT)
+            cell["outputs"] = [_widget_output(o, state) if WIDGET_VIEW in o.get("data", {}) else o
+                               for o in cell.get("outputs", [])]
+    return nb
+
+
+def _table_rows(markdown: str, after: str) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of the first markdown table after the line `after`."""
+    lines = markdown.split(after, 1)[1].splitlines() if after in markdown else []
+    rows = []
+    for line in lines:
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif rows:
+            break
+    if len(rows) < 3:
+        raise ExtensionError(f"course map: no table after {after!r}")
+    return rows[0], rows[2:]
+
+
+def course_map(readme: str, notebooks_readme: str, notebooks: list[str], prefix: str = "../") -> str:
+    """One table: each chapter with a link, what it teaches (README) and how long it takes (notebooks/README.md).
+
+    `prefix` leads from the page that shows the map to the project's root.
+    """
+    _, taught = _table_rows(readme, "## The course")
+    header, times = _table_rows(notebooks_readme, "# The notebooks")
+    learn = {re.search(r"notebooks/(\d+)_", row[0]).group(1): row[1] for row in taught if "notebooks/" in row[0]}
+    timing = {row[0].split(" ", 1)[0]: row for row in times}
+    lines = [f"| chapter | what you learn | {header[1]} | {header[2]} |", "|---|---|---|---|"]
+    for name in notebooks:
+        number = name.split("_", 1)[0]
+        if number not in learn or number not in timing:
+            raise ExtensionError(f"course map: chapter {number} is missing from README.md or notebooks/README.md")
+        title, reading, running = timing[number]
+        lines.append(f"| [{title}]({prefix}notebooks/{name}.ipynb) | {learn[number]} | {reading} | {running} |")
+    return "\n".join(lines) + "\n"
+
+
+def _source_read(app: Sphinx, docname: str, source: list[str]) -> None:
+    if docname.startswith("notebooks/") and Path(app.env.doc2path(docname)).suffix == ".ipynb":
+        source[0] = json.dumps(prepare_notebook(json.loads(source[0])))
+    elif docname == app.config.root_doc and COURSE_MAP in source[0]:
+        root = Path(app.srcdir)
+        notebooks = sorted(p.stem for p in (root / "notebooks").glob("[0-9]*.ipynb"))
+        prefix = "../" * docname.count("/")
+        table = course_map((root / "README.md").read_text(), (root / "notebooks" / "README.md").read_text(), notebooks,
+                           prefix)
+        source[0] = source[0].replace(COURSE_MAP, table)
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    """Register the build-time hooks."""
+    app.connect("source-read", _source_read)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

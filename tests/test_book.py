@@ -1,0 +1,200 @@
+"""The course website (`make book`): it builds from the committed notebooks without a warning, and shows them whole.
+
+The book is built once, into a temporary folder, with warnings as errors (a missing image or a broken
+cross-reference fails it). Skipped where the book extra (`pip install -e ".[book]"`) is not installed.
+"""
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("myst_nb")
+pytest.importorskip("sphinx_book_theme")
+bs4 = pytest.importorskip("bs4")
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+_spec = importlib.util.spec_from_file_location("digitlab_book", ROOT / "book" / "digitlab_book.py")
+book = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(book)
+
+
+def sphinx(src: Path, out: Path, *options: str) -> subprocess.CompletedProcess:
+    """sphinx-build with the book's configuration and warnings as errors."""
+    command = [sys.executable, "-m", "sphinx", "-b", "html", "-c", str(ROOT / "book"), "-d", str(out / "doctrees"),
+               "-W", "--keep-going", "-q", *options, str(src), str(out / "html")]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+    out = tmp_path_factory.mktemp("book")
+    return sphinx(ROOT, out), out / "html"
+
+
+def page(site, name: str):
+    return bs4.BeautifulSoup((site[1] / name).read_text(), "html.parser")
+
+
+def cells(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+def test_the_book_builds_without_a_warning(site):
+    result, html = site
+    assert result.returncode == 0 and result.stderr == "", result.stderr[-3000:]
+    assert (html / "index.html").exists() and (html / "book" / "index.html").exists()
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_chapter_has_its_page_with_every_figure(site, notebook):
+    soup = page(site, f"notebooks/{notebook.stem}.html")
+    first = next(c for c in cells(notebook) if c["cell_type"] == "markdown")
+    title = "".join(first["source"]).splitlines()[0].lstrip("# ").strip()
+    assert soup.h1.get_text().strip().rstrip("#").strip() == title
+    figures = sum("image/png" in o.get("data", {}) for c in cells(notebook) for o in c.get("outputs", []))
+    images = [img["src"] for img in soup.select("article img")]
+    assert len(images) == figures > 0
+    for src in images:
+        assert (site[1] / "notebooks" / src).resolve().read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", src
+
+
+def test_the_site_loads_nothing_from_another_host(site):
+    loaded = re.compile(r"""<(?:script|link|img|iframe|source)\b[^>]*\b(?:src|href)=["'](?:https?:)?//""", re.I)
+    pages = [p for p in site[1].rglob("*.html") if "_static" not in p.parts]
+    assert len(pages) >= len(NOTEBOOKS) + 3
+    for path in pages:
+        assert not loaded.search(path.read_text()), path
+    for css in site[1].glob("_static/**/*.css"):
+        assert not re.search(r"url\(\s*['\"]?(?:https?:)?//", css.read_text()), css
+
+
+@pytest.mark.parametrize("chapter", ["04_overfitting_ablations", "05_error_analysis"])
+def test_model_solutions_are_folded_as_in_jupyterlab(site, chapter):
+    source = cells(ROOT / "notebooks" / f"{chapter}.ipynb")
+    hidden = [c for c in source if c.get("metadata", {}).get("jupyter", {}).get("source_hidden")]
+    code = [c for c in hidden if c["cell_type"] == "code"]
+    soup = page(site, f"notebooks/{chapter}.html")
+    folded = soup.select("div.cell.tag_hide-input")
+    assert len(folded) == len(code) > 0
+    for cell in folded:
+        assert cell.select_one("details > div.cell_input"), "a solution's code is not inside a fold"
+        assert "Show the model solution" in cell.summary.get_text()
+    assert len(soup.select("details.solution")) == len(hidden) - len(code) > 0
+    for details in soup.select("details.solution"):
+        assert "Model answer" in details.get_text()
+    assert not any("SOLUTION" in h.get_text() for h in soup.find_all(re.compile("^h[1-6]$")))
+    checks = [c for c in soup.select("div.cell") if "# Check exercise" in c.get_text()]
+    assert checks and not any(c.find("details") for c in checks), "the check cells stay visible"
+
+
+def test_widgets_show_their_note_or_final_progress_and_load_no_widget_code(site):
+    for name in ("05_error_analysis", "06_realtime_recognition"):
+        notes = [o["data"]["text/plain"] for c in cells(ROOT / "notebooks" / f"{name}.ipynb")
+                 for o in c.get("outputs", []) if book.WIDGET_VIEW in o.get("data", {})]
+        shown = [n.get_text() for n in page(site, f"notebooks/{name}.html").select(".widget-note")]
+        assert len(shown) == len(notes) > 0
+        assert all("".join(note).strip() in text for note, text in zip(notes, shown, strict=True))
+    training = page(site, "notebooks/03_training.html").get_text()
+    assert "the paper's CNN, one epoch: 100%|██████████| 313/313" in training
+    for path in site[1].rglob("*.html"):
+        assert "widget-state+json" not in path.read_text() and "jupyter-widgets" not in path.read_text(), path
+
+
+def test_the_landing_page_maps_every_chapter_with_its_times(site):
+    soup = page(site, "book/index.html")
+    links = {a["href"].split("#")[0] for a in soup.select("article a[href]")}
+    guide = (ROOT / "notebooks" / "README.md").read_text().split("# Instructor guide")[0]
+    times = [line.split("|")[2].strip() for line in guide.splitlines() if re.match(r"\| \d\d ·", line)]
+    assert len(times) == len(NOTEBOOKS)
+    for notebook in NOTEBOOKS:
+        assert f"../notebooks/{notebook.stem}.html" in links
+    text = " ".join(soup.get_text().split())
+    assert all(" ".join(t.split()) in text for t in times)
+    assert "make lab" in text
+    nav = {a["href"] for a in soup.select("nav.bd-docs-nav a[href]")}
+    assert {f"../notebooks/{n.stem}.html" for n in NOTEBOOKS} <= nav
+
+
+def test_the_search_index_holds_every_chapter_and_its_words(site):
+    index = (site[1] / "searchindex.js").read_text()
+    assert '"dropout"' in index
+    assert all(f"notebooks/{n.stem}" in index for n in NOTEBOOKS)
+
+
+def test_broken_content_fails_the_build(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "page.md").write_text("# Page\n\n![a figure](missing.png)\n\nSee {ref}`nowhere`.\n")
+    result = sphinx(tmp_path / "src", tmp_path, "-D", "root_doc=page", "-D", "include_patterns=page.md")
+    assert result.returncode != 0
+    assert "missing.png" in result.stderr and "nowhere" in result.stderr
+
+
+def test_math_is_typeset_by_the_sites_own_mathjax(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "page.md").write_text("# Page\n\nOutput size $\\lfloor (n + 2p - k) / s \\rfloor + 1$.\n")
+    result = sphinx(tmp_path / "src", tmp_path, "-D", "root_doc=page", "-D", "include_patterns=page.md")
+    assert result.returncode == 0, result.stderr
+    html = tmp_path / "html"
+    soup = bs4.BeautifulSoup((html / "page.html").read_text(), "html.parser")
+    scripts = [s["src"] for s in soup.select("script[src]")]
+    assert "_static/mathjax/tex-chtml.js" in scripts
+    assert (html / "_static" / "mathjax" / "tex-chtml.js").exists()
+    assert list((html / "_static" / "mathjax").rglob("MathJax_Main-Regular.woff"))
+
+
+def test_prepare_notebook_folds_hidden_cells_and_leaves_its_input_alone():
+    nb = {"metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {"jupyter": {"source_hidden": True, "outputs_hidden": True}},
+         "source": "x = 1", "outputs": []},
+        {"cell_type": "markdown", "metadata": {"jupyter": {"source_hidden": True}},
+         "source": "**Why?** Say it.\n\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION\n"},
+        {"cell_type": "code", "metadata": {}, "source": "y = 2", "outputs": []},
+    ]}
+    before = json.dumps(nb)
+    code, written, plain = book.prepare_notebook(nb)["cells"]
+    assert json.dumps(nb) == before
+    assert code["metadata"]["tags"] == ["hide-input", "hide-output"]
+    assert written["source"].startswith('<details class="solution">\n<summary>Why? Say it. …')
+    assert "**Model answer**\nBecause." in written["source"] and "SOLUTION" not in written["source"]
+    assert plain["metadata"]["tags"] == [] and "mystnb" not in plain["metadata"]
+
+
+def progress_state(value: float, total: float) -> dict:
+    """The widget state tqdm leaves: an HBox of a label, a bar and the counts."""
+    def model(name, **state):
+        return {"model_name": name, "state": state}
+    return {"box": model("HBoxModel", children=["IPY_MODEL_a", "IPY_MODEL_b", "IPY_MODEL_c"]),
+            "a": model("HTMLModel", value="fit:\u2007100%"), "b": model("FloatProgressModel", value=value, max=total),
+            "c": model("HTMLModel", value="\u20073/3\u2007[00:01&lt;00:00]")}
+
+
+def test_widget_outputs_become_the_final_progress_line_or_the_widgets_note():
+    view = {"model_id": "box", "version_major": 2, "version_minor": 0}
+    progress = {"output_type": "display_data", "data": {book.WIDGET_VIEW: view, "text/plain": "fit: 0%"}}
+    nb = {"metadata": {"widgets": {book.WIDGET_STATE: {"state": progress_state(3, 3)}}}, "cells": [
+        {"cell_type": "code", "metadata": {}, "source": "", "outputs": [progress]},
+        {"cell_type": "code", "metadata": {}, "source": "", "outputs": [
+            {"output_type": "display_data", "data": {book.WIDGET_VIEW: {"model_id": "pad"},
+                                                     "text/plain": "Drawing pad: run this cell in JupyterLab."}}]},
+    ]}
+    out = book.prepare_notebook(nb)
+    assert "widgets" not in out["metadata"]
+    assert out["cells"][0]["outputs"][0]["data"] == {"text/plain": "fit: 100%|██████████| 3/3 [00:01<00:00]"}
+    note = out["cells"][1]["outputs"][0]["data"]
+    assert book.WIDGET_VIEW not in note and "Drawing pad: run this cell in JupyterLab." in note["text/html"]
+
+
+def test_the_course_map_refuses_a_chapter_missing_from_a_table():
+    readme = (ROOT / "README.md").read_text()
+    times = (ROOT / "notebooks" / "README.md").read_text()
+    names = [n.stem for n in NOTEBOOKS]
+    table = book.course_map(readme, times, names)
+    assert table.count("\n") == len(names) + 2
+    with pytest.raises(Exception, match="chapter 99"):
+        book.course_map(readme, times, [*names, "99_new_chapter"])
