@@ -32,6 +32,7 @@ exclude_patterns = [".venv*", "build", ".git", "**/.ipynb_checkpoints", "data/MN
 nb_execution_mode = "off"
 nb_ipywidgets_js = {}
 nb_merge_streams = True
+nb_render_markdown_format = "myst"  # tables that cells display as Markdown render as tables, like the prose's
 myst_enable_extensions = ["dollarmath", "amsmath"]
 myst_heading_anchors = 3
 

@@ -64,6 +64,19 @@ def test_every_chapter_has_its_page_with_every_figure(site, notebook):
         assert (site[1] / "notebooks" / src).resolve().read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", src
 
 
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_tables_that_cells_display_as_markdown_are_tables(site, notebook):
+    outputs = [o for c in cells(notebook) for o in c.get("outputs", []) if "text/markdown" in o.get("data", {})]
+    tables = ["".join(o["data"]["text/markdown"]) for o in outputs if "|---" in "".join(o["data"]["text/markdown"])]
+    shown = page(site, f"notebooks/{notebook.stem}.html").select("div.cell_output table")
+    for markdown in tables:  # the first column of each row is one cell of some table on the page
+        rows = [line for line in markdown.splitlines() if line.startswith("|")][2:]  # after the header and |---|
+        first = [row.split("|")[1].strip() for row in rows]
+        text = [[tr.find(["td", "th"]).get_text().strip().replace("\u2019", "'") for tr in t.select("tbody tr")]
+                for t in shown]  # the site prints apostrophes typographically
+        assert first in text, markdown
+
+
 def test_the_site_loads_nothing_from_another_host(site):
     loaded = re.compile(r"""<(?:script|link|img|iframe|source)\b[^>]*\b(?:src|href)=["'](?:https?:)?//""", re.I)
     pages = [p for p in site[1].rglob("*.html") if "_static" not in p.parts]
