@@ -1,8 +1,9 @@
 """Training benchmark: digitlab's default path against the standard PyTorch MNIST recipe.
 
 `python -m digitlab.bench` (or `make bench`) measures, in one run on this machine, the reference's and
-digitlab's training speed for the paper's network, the time to 99.0% test accuracy and the best accuracy
-within 5 minutes, and writes benchmarks/RESULTS.md. It takes about 25 minutes: run it on a quiet machine.
+digitlab's training speed for the paper's network and the share of the machine's float32 matrix-multiply
+rate each uses, the time to 99.0% test accuracy and the best accuracy within 5 minutes, and writes
+benchmarks/RESULTS.md. It takes about 25 minutes: run it on a quiet machine.
 `python -m digitlab.bench --smoke` runs a tiny version in seconds (what CI runs).
 """
 
@@ -26,6 +27,7 @@ from torch import Tensor
 from digitlab.data import MNIST_MEAN, MNIST_STD, PROJECT_DIR, Batches, load_mnist, mnist_splits, stratified_split
 from digitlab.errors import report_user_errors
 from digitlab.files import write_text
+from digitlab.infer import matmul_gflops, multiply_adds
 from digitlab.models import DigitRecognitionCNN
 from digitlab.train import (
     bf16_supported,
@@ -45,6 +47,9 @@ SEEDS = (0, 1, 2)
 SPRINT = {"batch_size": 64, "lr": 6e-3, "schedule": "onecycle"}
 SPRINT_EPOCHS = (1, 2, 3)
 LONG = {"num_epochs": 8, "batch_size": 128, "lr": 6e-3, "schedule": "onecycle", "augment": True}  # 5 minutes
+# A training step costs about 3 forward passes per image (the backward pass about twice the forward), each 2 FLOP
+# per multiply-add.
+TRAIN_FLOP_PER_MULTIPLY_ADD = 3 * 2
 TARGETS = {"speedup": 5.0, "sprint_seconds": 30.0, "sprint_acc": 0.990, "long_seconds": 300.0, "long_acc": 0.995}
 
 
@@ -54,6 +59,16 @@ def machine() -> dict[str, str]:
     info = run_info(device, choose_precision("auto", device))
     return {**{k: str(v) for k, v in info.items()}, "cores": str(os.cpu_count()),
             "python": platform.python_version()}
+
+
+def peak_gflops(rounds: int = 3, repeats: int = 20) -> float:
+    """This machine's float32 matrix-multiply rate with all PyTorch threads: the best of `rounds` measurements."""
+    return max(matmul_gflops(repeats=repeats) for _ in range(rounds))
+
+
+def peak_share(images_per_s: float, flop_per_image: float, gflops: float) -> float:
+    """The share of a `gflops` arithmetic rate that training at `images_per_s` uses."""
+    return images_per_s * flop_per_image / (gflops * 1e9)
 
 
 class PILDigits(torch.utils.data.Dataset):
@@ -220,6 +235,8 @@ def run(smoke: bool = False) -> dict:
     X, y = data["train"]
     results["digitlab_ips"] = digitlab_images_per_second(X[:12_800], y[:12_800])
     results["speedup"] = results["digitlab_ips"] / results["reference_ips"]
+    results["peak_gflops"] = peak_gflops(repeats=3 if smoke else 20)
+    results["flop_per_image"] = TRAIN_FLOP_PER_MULTIPLY_ADD * multiply_adds(DigitRecognitionCNN())
     # One whole epoch each, for the accuracy comparison.
     start = time.perf_counter()
     net, _ = reference_train(loader, warmup=0)
@@ -294,6 +311,13 @@ def report(results: dict) -> str:
               f"| digitlab `fit` default: in-memory tensors batched by index, channels-last, batch 64 "
               f"| {results['digitlab_ips']:,.0f} |",
               f"| **ratio** | **{results['speedup']:.2f}x** |", ""]
+    flop, gflops = results["flop_per_image"], results["peak_gflops"]
+    lines += [f"Against the hardware: a training step does about {flop:,} FLOP per image "
+              f"({TRAIN_FLOP_PER_MULTIPLY_ADD} per multiply-add: the forward pass and a backward pass twice its cost). "
+              f"This machine multiplies float32 matrices at {gflops:.0f} GFLOP/s with {m['threads']} threads "
+              f"(the best of 3 measurements), so the reference uses "
+              f"{peak_share(results['reference_ips'], flop, gflops):.1%} of that rate and digitlab's default path "
+              f"{peak_share(results['digitlab_ips'], flop, gflops):.1%}.", ""]
     ref, own = results["reference_epoch"], results["digitlab_epoch"]
     lines += [f"One whole epoch ({results['n_train']:,} images), seed 0:", "",
               "| | training s | test accuracy |", "|---|---:|---:|",

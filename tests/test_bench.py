@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 
@@ -16,6 +18,14 @@ def test_smoke_run_writes_a_report(tmp_path):
     for heading in ("Images per second", "Time to 99.0%", "Best accuracy in 5 minutes", "Targets"):
         assert f"## {heading}" in text
     assert [p.name for p in tmp_path.iterdir()] == ["RESULTS.md"]  # no temporary file left behind
+    shares = re.search(r"reference uses ([\d.]+)% of that rate and digitlab's default path ([\d.]+)%", text)
+    assert shares and all(0 < float(s) < 100 for s in shares.groups())
+    assert f"{6 * 4_241_152:,} FLOP per image" in text  # 3 x 2 x the paper's network's multiply-adds
+
+
+def test_peak_share_is_the_training_arithmetic_over_the_measured_rate():
+    assert bench.peak_share(1000, 6e6, 12.0) == pytest.approx(0.5)
+    assert bench.peak_gflops(rounds=2, repeats=2) > 1  # any CPU multiplies faster than a GFLOP/s
 
 
 def test_reference_pipeline_is_the_standard_one():
