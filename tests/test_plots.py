@@ -91,7 +91,11 @@ def test_error_analysis_figures():
     probs, y = torch.tensor([[0.9, 0.1], [0.3, 0.7]]), torch.tensor([1, 1])
     fig = plot_mistakes(torch.rand(2, 28, 28), probs, y, [0])
     assert fig.axes[0].get_title() == "#0: 1→0 (0.90)"
-    assert plot_reliability(reliability(probs, y, 10)).get_xlim() == (0, 1)
+    rel = reliability(probs, y, 10)
+    ax = plot_reliability(rel)  # one bar per non-empty bin, as tall as the bin's accuracy, starting at its edge
+    full = rel["count"] > 0
+    assert [p.get_height() for p in ax.patches] == pytest.approx(rel["accuracy"][full].tolist())
+    assert [p.get_x() for p in ax.patches] == pytest.approx(rel["edges"][:-1][full].tolist())
     axes = plot_saliency(torch.rand(3, 28, 28), {"predicted": torch.rand(3, 28, 28)})
     assert axes.shape == (2, 3)
 
