@@ -37,6 +37,11 @@ PATHS = ("eager", "fused", "torchscript", "compile", "int8-dynamic", "int8-stati
          "onnxruntime-int8")
 ONNX_HINT = "Install the optional ONNX packages: pip install 'digitlab[onnx]' (onnx, onnxruntime)."
 REPORT = PROJECT_DIR / "benchmarks" / "INFERENCE.md"
+# int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX): with them int8 inference outruns float32, without them
+# it does not (benchmarks/INFERENCE.md). `Predictor` picks int8 only on such CPUs, and only if it costs at most
+# INT8_TOLERANCE of accuracy (a share of the checked images: 0.1 points).
+INT8_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+INT8_TOLERANCE = 0.001
 
 Runner = Callable[[Tensor], Tensor]  # normalised inputs [N, 1, 28, 28] -> logits [N, 10]
 
@@ -255,15 +260,40 @@ def onnx_available() -> bool:
     return True
 
 
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags as Linux lists them in /proc/cpuinfo (an empty set where there is no such file)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    return next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
+
+
+def choose_path(net: nn.Module, calibration: Tensor | None = None, check: tuple[Tensor, Tensor] | None = None,
+                threads: int = 1) -> str:
+    """The fastest correct path on this CPU: ONNX Runtime in int8 where the CPU has INT8_FLAGS and int8 keeps the
+    network's accuracy on `check` (normalised X, y) within INT8_TOLERANCE, ONNX Runtime in float32 otherwise,
+    and the fused PyTorch network where ONNX Runtime is not installed."""
+    if not onnx_available():
+        return "fused"
+    if calibration is None or check is None or not INT8_FLAGS & cpu_flags():
+        return "onnxruntime"
+    X, y = check
+    accuracy = {path: (make_runner(net, path, threads, calibration)(X).argmax(1) == y).float().mean().item()
+                for path in ("eager", "onnxruntime-int8")}
+    return "onnxruntime-int8" if accuracy["eager"] - accuracy["onnxruntime-int8"] <= INT8_TOLERANCE else "onnxruntime"
+
+
 class Predictor:
     """Digit predictions for raw 28x28 images, one or a batch, from an optimised copy of a network.
 
-    `path="auto"` picks ONNX Runtime when it is installed and the BatchNorm-folded, channels-last
-    PyTorch network otherwise; see PATHS and `benchmark` for the others.
+    `path="auto"` picks the fastest correct path for this CPU (`choose_path`: int8 needs `calibration` images
+    and a labelled `check` set); see PATHS and `benchmark` for the others.
     """
 
-    def __init__(self, net: nn.Module, path: str = "auto", threads: int = 1, calibration: Tensor | None = None):
-        self.path = ("onnxruntime" if onnx_available() else "fused") if path == "auto" else path
+    def __init__(self, net: nn.Module, path: str = "auto", threads: int = 1, calibration: Tensor | None = None,
+                 check: tuple[Tensor, Tensor] | None = None):
+        self.path = choose_path(net, calibration, check, threads) if path == "auto" else path
         self.threads = threads
         self.run = make_runner(net, self.path, threads, calibration)
 

@@ -1,8 +1,10 @@
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from digitlab import infer
 from digitlab.data import load_mnist, normalize
@@ -187,6 +189,39 @@ def test_targets_met():
             {"path": "lossy", "p50_ms": 0.05, "images_per_s": 30_000.0, "accuracy_change": -0.3}]
     assert targets_met(rows) == {"p50 <= 0.1 ms": ["fast", "lossy"], ">= 20,000 images/s": ["fast", "lossy"],
                                  "accuracy within 0.1 points": ["eager", "fast"]}
+
+
+def test_cpu_flags_are_read_from_linux():
+    flags = infer.cpu_flags()
+    if Path("/proc/cpuinfo").exists():
+        assert "sse2" in flags  # every x86-64 CPU has it; an Arm CPU lists "fp" or "asimd"
+    else:
+        assert flags == set()
+
+
+@pytest.mark.parametrize(("flags", "int8_accuracy", "given", "chosen"), [
+    ({"avx2"}, 0.98, True, "onnxruntime"),                          # no int8 dot products: float32
+    ({"avx2", "avx512_vnni"}, 0.9795, True, "onnxruntime-int8"),    # VNNI, 0.05 points lost: int8
+    ({"avx2", "avx_vnni"}, 0.975, True, "onnxruntime"),             # VNNI, but 0.5 points lost: float32
+    ({"avx2", "avx512_vnni"}, 0.98, False, "onnxruntime"),          # no calibration and check set: float32
+])
+def test_auto_path_takes_int8_only_where_the_cpu_makes_it_fast_and_it_stays_accurate(
+        net, monkeypatch, flags, int8_accuracy, given, chosen):
+    pytest.importorskip("onnxruntime")
+    y = torch.arange(10_000) % 10
+
+    def runner(net, path, threads=1, calibration=None):  # predictions right on the given share of the images
+        share = 0.98 if path == "eager" else int8_accuracy
+        return lambda X: F.one_hot((y + (torch.arange(len(y)) >= share * len(y))) % 10, 10).float()
+
+    monkeypatch.setattr(infer, "cpu_flags", lambda: flags)
+    monkeypatch.setattr(infer, "make_runner", runner)
+    X = torch.zeros(len(y), 1, 28, 28)
+    extra = {"calibration": X[:10], "check": (X, y)} if given else {}
+    assert infer.choose_path(net, **extra) == chosen
+    assert Predictor(net, **extra).path == chosen
+    monkeypatch.setattr(infer, "onnx_available", lambda: False)
+    assert infer.choose_path(net, **extra) == "fused"
 
 
 def test_matmul_speed_is_positive():
