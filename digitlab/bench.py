@@ -50,6 +50,7 @@ LONG = {"num_epochs": 8, "batch_size": 128, "lr": 6e-3, "schedule": "onecycle", 
 # A training step costs about 3 forward passes per image (the backward pass about twice the forward), each 2 FLOP
 # per multiply-add.
 TRAIN_FLOP_PER_MULTIPLY_ADD = 3 * 2
+PEAK_ROUNDS = 3  # matrix-multiply measurements of which the machine's peak is the best
 TARGETS = {"speedup": 5.0, "sprint_seconds": 30.0, "sprint_acc": 0.990, "long_seconds": 300.0, "long_acc": 0.995}
 
 
@@ -61,7 +62,7 @@ def machine() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def peak_gflops(rounds: int = 3, repeats: int = 20) -> float:
+def peak_gflops(rounds: int = PEAK_ROUNDS, repeats: int = 20) -> float:
     """This machine's float32 matrix-multiply rate with all PyTorch threads: the best of `rounds` measurements."""
     return max(matmul_gflops(repeats=repeats) for _ in range(rounds))
 
@@ -315,7 +316,7 @@ def report(results: dict) -> str:
     lines += [f"Against the hardware: a training step does about {flop:,} FLOP per image "
               f"({TRAIN_FLOP_PER_MULTIPLY_ADD} per multiply-add: the forward pass and a backward pass twice its cost). "
               f"This machine multiplies float32 matrices at {gflops:.0f} GFLOP/s with {m['threads']} threads "
-              f"(the best of 3 measurements), so the reference uses "
+              f"(the best of {PEAK_ROUNDS} measurements), so the reference uses "
               f"{peak_share(results['reference_ips'], flop, gflops):.1%} of that rate and digitlab's default path "
               f"{peak_share(results['digitlab_ips'], flop, gflops):.1%}.", ""]
     ref, own = results["reference_epoch"], results["digitlab_epoch"]

@@ -274,14 +274,20 @@ def choose_path(net: nn.Module, calibration: Tensor | None = None, check: tuple[
     """The fastest correct path on this CPU: ONNX Runtime in int8 where the CPU has INT8_FLAGS and int8 keeps the
     network's accuracy on `check` (normalised X, y) within INT8_TOLERANCE, ONNX Runtime in float32 otherwise,
     and the fused PyTorch network where ONNX Runtime is not installed."""
+    return _choose(net, calibration, check, threads)[0]
+
+
+def _choose(net: nn.Module, calibration: Tensor | None, check: tuple[Tensor, Tensor] | None,
+            threads: int) -> tuple[str, Runner | None]:
+    """`choose_path`'s path, with the int8 runner it built to check the accuracy when int8 is the choice."""
     if not onnx_available():
-        return "fused"
+        return "fused", None
     if calibration is None or check is None or not INT8_FLAGS & cpu_flags():
-        return "onnxruntime"
+        return "onnxruntime", None
     X, y = check
-    accuracy = {path: (make_runner(net, path, threads, calibration)(X).argmax(1) == y).float().mean().item()
-                for path in ("eager", "onnxruntime-int8")}
-    return "onnxruntime-int8" if accuracy["eager"] - accuracy["onnxruntime-int8"] <= INT8_TOLERANCE else "onnxruntime"
+    int8 = make_runner(net, "onnxruntime-int8", threads, calibration)
+    accuracy = [(run(X).argmax(1) == y).float().mean().item() for run in (make_runner(net, "eager"), int8)]
+    return ("onnxruntime-int8", int8) if accuracy[0] - accuracy[1] <= INT8_TOLERANCE else ("onnxruntime", None)
 
 
 class Predictor:
@@ -293,9 +299,9 @@ class Predictor:
 
     def __init__(self, net: nn.Module, path: str = "auto", threads: int = 1, calibration: Tensor | None = None,
                  check: tuple[Tensor, Tensor] | None = None):
-        self.path = choose_path(net, calibration, check, threads) if path == "auto" else path
+        self.path, run = _choose(net, calibration, check, threads) if path == "auto" else (path, None)
         self.threads = threads
-        self.run = make_runner(net, self.path, threads, calibration)
+        self.run = run or make_runner(net, self.path, threads, calibration)  # the int8 check's runner is reused
 
     def logits(self, images) -> Tensor:
         """Logits [N, 10] for raw images (uint8 0-255 or float 0-1, [28, 28] or [N, 28, 28])."""

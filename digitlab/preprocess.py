@@ -112,11 +112,15 @@ def _open(path: str | Path):
         raise ValueError(f"{path} is not an image file PIL can read ({err}).") from err
 
 
+def border(x: np.ndarray) -> np.ndarray:
+    """The outermost pixels of a picture [H, W]: top row, bottom row, left column, right column."""
+    return np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
+
+
 def ink_bright(image) -> np.ndarray:
     """The picture as gray [H, W] in [0, 1] with the ink bright, like MNIST: a light page (by its border) is flipped."""
     x = as_grayscale(image)
-    border = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
-    return 1 - x if float(np.median(border)) > 0.5 else x
+    return 1 - x if float(np.median(border(x))) > 0.5 else x
 
 
 def strength(x: np.ndarray, paper: np.ndarray | float) -> np.ndarray:
@@ -149,9 +153,9 @@ def background(x: np.ndarray, rounds: int = 3) -> np.ndarray:
     h, w = x.shape
     u, v = np.linspace(-1, 1, w, dtype=np.float32), np.linspace(-1, 1, h, dtype=np.float32)
     ones_u, ones_v = np.ones(w, dtype=np.float32), np.ones(h, dtype=np.float32)
-    eu = np.concatenate([u, u, -ones_v, ones_v])  # the border: top row, bottom row, left column, right column
+    eu = np.concatenate([u, u, -ones_v, ones_v])  # the coordinates of `border(x)`, in its order
     ev = np.concatenate([-ones_u, ones_u, v, v])
-    b = np.concatenate([x[0], x[-1], x[:, 0], x[:, -1]])
+    b = border(x)
     A = np.stack([np.ones_like(eu), eu, ev, eu * eu, ev * ev, eu * ev], 1)
     paper = np.ones(len(b), dtype=bool)
     for _ in range(rounds):  # refit without the border pixels far on the ink side of the surface
