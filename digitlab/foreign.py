@@ -32,6 +32,7 @@ FONTS = {
                "STIXGeneralBol.ttf", "STIXGeneralItalic.ttf", "cmb10.ttf", "cmti10.ttf", "cmtt10.ttf"],
 }
 SEEDS = {"tune": 13, "report": 1013}  # each source draws from its own stream: [seed, source index]
+TYPED_SEED = 7  # typed training digits (`typed_digits`): a stream of their own, in the tune part's fonts
 PEN_WIDTHS = (8, 14, 22, 30, 40)  # drawing-pad pixels (the pad is 280x280 and draws 22 wide)
 PAD_SIZE = 280
 LOWRES_SIZES = (8, 16)
@@ -215,6 +216,16 @@ def font_image(digit: int, rng: np.random.Generator, fonts: list[str]) -> tuple[
     if rng.random() < 0.25:
         paper, ink = 255 - paper, 255 - ink
     return np.round(paper + (ink - paper) * a).astype(np.uint8), font
+
+
+def typed_digits(n: int, seed: int = TYPED_SEED) -> tuple[Tensor, Tensor]:
+    """`n` typed digits (0 to 9 in turn) in the tune part's fonts, through `to_mnist`: normalised images and labels."""
+    from digitlab.data import normalize
+
+    rng = np.random.default_rng(seed)
+    labels = [i % 10 for i in range(n)]
+    images = [to_mnist(font_image(digit, rng, FONTS["tune"])[0]) for digit in labels]
+    return normalize(torch.stack(images) if images else torch.zeros(0, 28, 28)), torch.tensor(labels, dtype=torch.int64)
 
 
 def pen_image(digit: int, rng: np.random.Generator) -> np.ndarray:

@@ -149,7 +149,13 @@ def digest(path) -> str:
 
 @pytest.fixture(scope="session")
 def course(tmp_path_factory):
-    """The course built once, sample submissions autograded with one nbgrader call per assignment."""
+    """The course built once, sample submissions autograded with one nbgrader call per assignment.
+
+    Three submissions per assignment: the model answer of exercise 1 with the other stubs untouched
+    (partial credit; a stub earns nothing), other correct answers (full points) and plausible wrong ones
+    (no points). The model answers of every exercise pass their checks, hidden tests included, whenever
+    the chapter runs (nbval), so grading them again here would only repeat a 50-second notebook run.
+    """
     grid_before = digest(ablation.RESULTS)
     course = tmp_path_factory.mktemp("course")
     released = assignments.build_course(course)
@@ -158,8 +164,8 @@ def course(tmp_path_factory):
         source = nbformat.read(course / "source" / assignment / release_path.name, 4)
         ids = [c.metadata["nbgrader"]["grade_id"] for c in source.cells
                if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
-        samples = {"solution": {i: "solution" for i in ids}, "release": {}, "first-only": {ids[0]: "solution"},
-                   "alternative": ALTERNATIVE[assignment], "wrong": WRONG[assignment]}
+        samples = {"first-only": {ids[0]: "solution"}, "alternative": ALTERNATIVE[assignment],
+                   "wrong": WRONG[assignment]}
         for student, answers in samples.items():
             submit(course, assignment, student, submission(release, source, answers), release_path.name)
         assignments.nbgrader("autograde", assignment, "--force", course_dir=course)
@@ -168,8 +174,6 @@ def course(tmp_path_factory):
 
 
 EXPECTED = {
-    "solution": lambda points: points,
-    "release": lambda points: dict.fromkeys(points, 0),
     "first-only": lambda points: {k: (v if k == "ex1-check" else 0) for k, v in points.items()},
     "alternative": lambda points: points,
     "wrong": lambda points: dict.fromkeys(points, 0),
@@ -183,7 +187,7 @@ def test_autograded_scores(course, assignment, student):
 
 
 def test_each_submission_trains_into_its_own_file(course):
-    for student, runs in [("solution", 7), ("release", 1), ("alternative", 7)]:
+    for student, runs in [("first-only", 1), ("alternative", 7)]:
         path = course / "autograded" / student / ABLATIONS / assignments.GRADING_RESULTS
         assert len(ablation.load_records(path)) == runs, student
 
@@ -205,9 +209,9 @@ def test_export_and_feedback(course):
         rows = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(f)}
     assert len(rows) == 2 * len(EXPECTED)
     for assignment, points in POINTS.items():
-        assert float(rows[assignment, "solution"]["raw_score"]) == sum(points.values())
+        assert float(rows[assignment, "alternative"]["raw_score"]) == sum(points.values())
         assert float(rows[assignment, "first-only"]["raw_score"]) == points["ex1-check"]
-        assert float(rows[assignment, "release"]["raw_score"]) == 0
+        assert float(rows[assignment, "wrong"]["raw_score"]) == 0
     for assignment in POINTS:
         assignments.nbgrader("generate_feedback", assignment, "--force", course_dir=course)
     pages = sorted(course.glob("feedback/*/*/*.html"))
@@ -215,7 +219,7 @@ def test_export_and_feedback(course):
     page = (course / "feedback" / "wrong" / ERRORS / "05_error_analysis.html").read_text()
     assert "broken counts the correct predictions" in page or "fixed counts the mistakes" in page
     for assignment, notebook in [(ABLATIONS, "04_overfitting_ablations"), (ERRORS, "05_error_analysis")]:
-        body = (course / "feedback" / "solution" / assignment / f"{notebook}.html").read_text().split("<body", 1)[1]
+        body = (course / "feedback" / "alternative" / assignment / f"{notebook}.html").read_text().split("<body", 1)[1]
         assert "Exercise 1" in body and "AssertionError" not in body  # the exercises, with no failure ...
         assert ">Settings<" not in body  # ... and none of the chapter's cells (its settings heading opens it)
 

@@ -6,8 +6,19 @@ import pytest
 import torch
 from torch import nn
 
+from digitlab import foreign
+from digitlab.data import MNIST_MEAN, MNIST_STD
 from digitlab.errors import DigitlabError
-from digitlab.foreign import FONTS, LOWRES_SIZES, PAD_SIZE, SEEDS, SOURCES, accuracy_by_source, foreign_bench
+from digitlab.foreign import (
+    FONTS,
+    LOWRES_SIZES,
+    PAD_SIZE,
+    SEEDS,
+    SOURCES,
+    accuracy_by_source,
+    foreign_bench,
+    typed_digits,
+)
 from digitlab.preprocess import to_mnist
 from digitlab.train import course_model
 
@@ -130,3 +141,20 @@ def test_the_fast_course_model_reads_foreign_digits():
     # Chance is 10%; the fast model (2 epochs on 10,000 MNIST digits) reads most of every source.
     assert all(acc[s] >= 0.75 for s in SOURCES), acc
     assert acc["all"] >= 0.85, acc
+
+
+def test_typed_training_digits_are_seeded_mnist_style_and_in_the_tune_fonts_only(monkeypatch):
+    X, y = typed_digits(30)
+    again, _ = typed_digits(30)
+    assert X.shape == (30, 1, 28, 28) and X.dtype == torch.float32 and torch.equal(X, again)
+    assert y.tolist() == [i % 10 for i in range(30)]
+    assert X.amin().item() == pytest.approx(-MNIST_MEAN / MNIST_STD)  # black paper, as a normalised MNIST digit
+    assert X.amax().item() == pytest.approx((1 - MNIST_MEAN) / MNIST_STD)  # its strongest ink
+    assert not torch.equal(typed_digits(30, seed=8)[0], X)
+    assert typed_digits(0)[0].shape == (0, 1, 28, 28)
+    fonts_used = set()
+    original = foreign.font_image
+    monkeypatch.setattr(foreign, "font_image",
+                        lambda digit, rng, fonts: fonts_used.update(fonts) or original(digit, rng, fonts))
+    typed_digits(10)
+    assert fonts_used == set(FONTS["tune"])  # the report part's fonts stay unseen in training

@@ -162,6 +162,20 @@ def test_load_or_train_caches_by_settings(tmp_path, monkeypatch):
         load_or_train("tiny", num_epochs=2, n_train=64, models_dir=tmp_path)
 
 
+def test_typed_digits_join_the_training_images_and_name_their_own_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "mnist_splits", lambda n_train=None: small_fake_splits())
+    X, y = train.training_set(64, typed_digits=12)
+    assert X.shape == (76, 1, 28, 28) and y[64:].tolist() == [i % 10 for i in range(12)]
+    assert torch.equal(X[:64], small_fake_splits()["train"][0])
+    sizes = []
+    real_fit = train.fit
+    monkeypatch.setattr(train, "fit", lambda net, data, *args, **kwargs: sizes.append(len(data[1]))
+                        or real_fit(net, data, *args, **kwargs))
+    for typed in (0, 12):
+        load_or_train("tiny", num_epochs=1, n_train=64, typed_digits=typed, models_dir=tmp_path, progress=False)
+    assert sizes == [64, 76] and len(list(tmp_path.glob("tiny-*.pt"))) == 2
+
+
 def small_fake_splits():
     g = torch.Generator().manual_seed(0)
     X, y = torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
@@ -239,11 +253,15 @@ def test_both_cpu_precision_paths_train_and_are_recorded(small_splits, monkeypat
 
 def test_recipes_are_valid_fit_settings():
     for recipe in (train.RECIPE, train.FAST_RECIPE):
-        settings = {k: v for k, v in recipe.items() if k != "n_train"}
+        settings = {k: v for k, v in recipe.items() if k not in ("n_train", "typed_digits")}  # the data, not fit's
         X, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
         history = fit(DigitRecognitionCNN(), (X, y), progress=False, **{**settings, "num_epochs": 1})
         assert history["epoch"] == [1]
     assert train.FAST_RECIPE["n_train"] < 55_000 and train.FAST_RECIPE["num_epochs"] < train.RECIPE["num_epochs"]
+    # the quick recipe keeps about the full recipe's share of typed digits
+    shares = [r["typed_digits"] / ((r.get("n_train") or 55_000) + r["typed_digits"])
+              for r in (train.RECIPE, train.FAST_RECIPE)]
+    assert shares[0] == pytest.approx(shares[1], abs=0.01)
 
 
 @pytest.mark.parametrize(("n", "settings", "message"), [
