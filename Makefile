@@ -31,8 +31,11 @@ lab: data  ## start JupyterLab on the course notebooks (the learner's lab: no in
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: lint  ## ruff, then the unit tests and every notebook in fast mode (nbval), in one pytest run
-	DIGITLAB_FAST=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env
+# The unit tests run in two processes (pytest-xdist; a test file stays in one); the notebooks then run one at a
+# time, since chapters 06 and 07 time code and compare the timings.
+test: lint  ## ruff, the unit tests, then every notebook in fast mode (nbval)
+	DIGITLAB_FAST=1 $(PY) -m pytest -n 2 --dist loadfile tests
+	DIGITLAB_FAST=1 $(PY) -m pytest notebooks --nbval-lax --nbval-current-env
 
 test-oldest:  ## the unit tests with the oldest versions pyproject.toml allows (constraints-oldest.txt), in .venv-oldest
 	test -x .venv-oldest/bin/python || $(PYTHON) -m venv .venv-oldest
@@ -46,7 +49,7 @@ course: data  ## execute every notebook in full mode, in place (the committed ou
 
 bench: data  ## training and inference benchmarks on this machine (benchmarks/RESULTS.md, INFERENCE.md)
 	$(PY) -m digitlab.bench
-	$(PY) -m digitlab.infer --bench
+	$(PY) -m digitlab.infer_bench
 
 student: setup  ## student versions of the notebooks, solutions removed, in build/student/
 	$(PY) -m digitlab.student

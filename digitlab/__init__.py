@@ -1,9 +1,8 @@
 """digitlab: the helper package of the digitlab course on CNNs for handwritten digits."""
 
-import os
-
 from digitlab.data import load_mnist, mnist_splits, normalize
 from digitlab.models import DigitRecognitionCNN, count_parameters, summary
+from digitlab.settings import FAST
 from digitlab.train import (
            course_model,
            evaluate,
@@ -18,9 +17,6 @@ from digitlab.train import (
 )
 
 __version__ = "0.1.0"
-
-# Fast mode (DIGITLAB_FAST=1) shrinks data and epochs so that every notebook runs in CI in minutes.
-FAST = os.environ.get("DIGITLAB_FAST", "0") == "1"
 
 __all__ = ["FAST", "course_model", "DigitRecognitionCNN", "count_parameters", "evaluate", "fit", "get_device", "load",
            "load_mnist", "load_or_train", "mnist_splits", "normalize", "predict", "predict_proba", "save",

@@ -10,7 +10,7 @@ from digitlab.data import load_mnist, mnist_splits
 from digitlab.errors import DigitlabError, report_user_errors
 from digitlab.files import check_writable
 from digitlab.models import DigitRecognitionCNN
-from digitlab.train import check_settings, evaluate, fit, get_device, load, save, set_seed
+from digitlab.train import PRECISIONS, SCHEDULES, check_settings, evaluate, fit, get_device, load, save, set_seed
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -21,11 +21,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     t.add_argument("--epochs", type=int, default=2)
     t.add_argument("--lr", type=float, default=1e-3)
     t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--schedule", default="onecycle", choices=["none", "step", "onecycle", "plateau"])
+    t.add_argument("--schedule", default="onecycle", choices=list(SCHEDULES))
     t.add_argument("--n-train", type=int, default=None, help="train on a stratified subset of this size")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto")
-    t.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+    t.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
                    help="auto: bfloat16 on CPUs with bf16 units, else float32 (or $DIGITLAB_PRECISION)")
     t.add_argument("--out", default="models/seed.pt")
     e = sub.add_parser("evaluate", help="print a checkpoint's test accuracy")

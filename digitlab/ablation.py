@@ -6,7 +6,6 @@ import hashlib
 import inspect
 import itertools
 import json
-import platform
 import time
 import warnings
 from pathlib import Path
@@ -17,15 +16,16 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from digitlab import data, models, train
-from digitlab.data import PROJECT_DIR, mnist_splits, stratified_split
+from digitlab.data import mnist_splits, stratified_split
 from digitlab.errors import DigitlabError
 from digitlab.files import locked, write_text
 from digitlab.models import DigitRecognitionCNN
-from digitlab.train import OPTIMIZERS, SCHEDULES, cpu_name, evaluate, fit, set_seed
+from digitlab.settings import BUILD_DIR, RESULTS_DIR, machine
+from digitlab.train import OPTIMIZERS, SCHEDULES, evaluate, fit, set_seed
 
-RESULTS = PROJECT_DIR / "results" / "ablation.jsonl"
+RESULTS = RESULTS_DIR / "ablation.jsonl"
 # Notebook 04's exercises save fast-mode runs here, never in the full-mode grid (the grader sets DIGITLAB_RESULTS).
-FAST_EXERCISE_RESULTS = PROJECT_DIR / "build" / "fast-exercise-runs.jsonl"
+FAST_EXERCISE_RESULTS = BUILD_DIR / "fast-exercise-runs.jsonl"
 
 # The paper's network with the chapter's small-data training settings. A config is this dict
 # with some values changed; `n_train=None` means all 55,000 training images.
@@ -66,7 +66,7 @@ def make_config(base: dict = PAPER, **changes) -> dict:
         config["n_train"] = None
     for key, names in [("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)]:
         if config[key] not in names:
-            raise ValueError(f"{key} must be one of {names}, not {config[key]!r}.")
+            raise ValueError(f"{key} must be one of {list(names)}, not {config[key]!r}.")
     return config
 
 
@@ -148,11 +148,6 @@ def code_version() -> str:
 RUN_FIELDS = ("device", "precision", "cpu_capability", "threads", "torch")
 
 
-def machine() -> str:
-    """The CPU model and architecture."""
-    return f"{cpu_name()} ({platform.machine()})"
-
-
 def setup_differences(a: dict, b: dict) -> dict:
     """How two records' code and setup differ, as {field: (a's, b's)}; empty if they can agree bit for bit."""
     fields = ("code", "machine", *RUN_FIELDS)
@@ -199,7 +194,7 @@ def run_one(config: dict, seed: int, splits: dict | None = None, device: str = "
     final["gap"] = final["train_acc"] - final["val_acc"]
     return {"key": config_key(config), "seed": seed, "code": code_version(), "config": config,
             "final": final, "history": history, "seconds": time.perf_counter() - start,
-            "machine": machine(), **{k: run[k] for k in RUN_FIELDS},
+            "machine": "{cpu} ({arch})".format(**machine()), **{k: run[k] for k in RUN_FIELDS},
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 

@@ -8,18 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from digitlab.data import Batches
+from digitlab.train import batched_logits, eval_mode
 
 
 def split_logits(net: nn.Module, X: Tensor, batch_size: int = 1000) -> Tensor:
     """Logits [N, C] of `net` (in eval mode) for normalised inputs X [N, 1, 28, 28], on the CPU."""
-    device = next(net.parameters()).device
-    was_training = net.training
-    net.eval()
-    with torch.inference_mode():
-        logits = torch.cat([net(Xb.to(device)).float().cpu() for Xb, _ in Batches(X, torch.zeros(len(X)), batch_size)])
-    net.train(was_training)
-    return logits
+    return batched_logits(net, X, batch_size)
 
 
 def weights_digest(net: nn.Module, length: int = 12) -> str:
@@ -159,19 +153,14 @@ def fit_temperature(logits: Tensor, y: Tensor, max_iter: int = 100) -> float:
 def saliency(net: nn.Module, X: Tensor, target: Tensor | None = None) -> Tensor:
     """|d logit[target] / d input| for each image of X [N, 1, 28, 28] -> [N, 28, 28]; target: the prediction."""
     device = next(net.parameters()).device
-    was_training = net.training
-    net.eval()
     X = X.detach().to(device).clone().requires_grad_(True)
-    try:
-        with torch.enable_grad():
-            logits = net(X)
-            if target is None:
-                target = logits.argmax(1)
-            target = torch.as_tensor(target, device=device).long().reshape(-1)
-            if len(target) == 1:
-                target = target.expand(len(X))
-            _check_labels(target.cpu(), len(X), logits.shape[1], "target")
-            (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), X)
-    finally:
-        net.train(was_training)
+    with eval_mode(net), torch.enable_grad():
+        logits = net(X)
+        if target is None:
+            target = logits.argmax(1)
+        target = torch.as_tensor(target, device=device).long().reshape(-1)
+        if len(target) == 1:
+            target = target.expand(len(X))
+        _check_labels(target.cpu(), len(X), logits.shape[1], "target")
+        (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), X)
     return grad.abs().amax(1).cpu()

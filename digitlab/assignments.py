@@ -17,13 +17,13 @@ import nbformat
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
-from digitlab.data import PROJECT_DIR
 from digitlab.errors import report_user_errors
 from digitlab.files import atomic_path, write_text
+from digitlab.settings import BUILD_DIR
 from digitlab.student import NOTEBOOKS_DIR, is_exercise, show_solution_cells
 from digitlab.train import course_model
 
-COURSE_DIR = PROJECT_DIR / "build" / "course"
+COURSE_DIR = BUILD_DIR / "course"
 STEPS = ("source", "release", "submitted", "autograded", "feedback")
 CELL_TIMEOUT = 600   # seconds per cell; a fast-mode submission of notebook 04 needs about 2 minutes in all
 # Each submission's exercise runs go to this file, relative to the notebook's folder in autograded/: a new,

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
-import platform
 import statistics
 import sys
 import time
@@ -24,11 +22,12 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from digitlab.data import MNIST_MEAN, MNIST_STD, PROJECT_DIR, Batches, load_mnist, mnist_splits, stratified_split
+from digitlab.data import MNIST_MEAN, MNIST_STD, Batches, load_mnist, mnist_splits, stratified_split
 from digitlab.errors import report_user_errors
 from digitlab.files import write_text
-from digitlab.infer import matmul_gflops, multiply_adds
+from digitlab.infer_bench import matmul_gflops, multiply_adds
 from digitlab.models import DigitRecognitionCNN
+from digitlab.settings import BENCHMARKS_DIR, PROJECT_DIR, machine
 from digitlab.train import (
     bf16_supported,
     choose_precision,
@@ -40,7 +39,7 @@ from digitlab.train import (
     to_channels_last,
 )
 
-RESULTS = PROJECT_DIR / "benchmarks" / "RESULTS.md"
+RESULTS = BENCHMARKS_DIR / "RESULTS.md"
 SEEDS = (0, 1, 2)
 # The recipes the targets are measured with: the paper's network, unchanged, trained by `fit`.
 # Time to 99.0%: one-cycle runs of 1, 2, 3 epochs, the shortest whose mean test accuracy reaches 99.0%.
@@ -54,12 +53,10 @@ PEAK_ROUNDS = 3  # matrix-multiply measurements of which the machine's peak is t
 TARGETS = {"speedup": 5.0, "sprint_seconds": 30.0, "sprint_acc": 0.990, "long_seconds": 300.0, "long_acc": 0.995}
 
 
-def machine() -> dict[str, str]:
-    """CPU model and vector instructions, cores, threads, torch, Python, the device and fit's default precision."""
+def setup() -> dict[str, str]:
+    """This machine (`settings.machine()`), the training device and fit's default precision on it."""
     device = get_device()
-    info = run_info(device, choose_precision("auto", device))
-    return {**{k: str(v) for k, v in info.items()}, "cores": str(os.cpu_count()),
-            "python": platform.python_version()}
+    return {**machine(), **{k: str(v) for k, v in run_info(device, choose_precision("auto", device)).items()}}
 
 
 def peak_gflops(rounds: int = PEAK_ROUNDS, repeats: int = 20) -> float:
@@ -228,7 +225,7 @@ def run(smoke: bool = False) -> dict:
     n_train = 1024 if smoke else None
     seeds = SEEDS[:1] if smoke else SEEDS
     data = mnist_splits(n_train=n_train)
-    results = {"machine": machine(), "date": datetime.datetime.now(datetime.timezone.utc)
+    results = {"machine": setup(), "date": datetime.datetime.now(datetime.timezone.utc)
                .strftime("%Y-%m-%d %H:%M UTC"), "smoke": smoke, "n_train": len(data["train"][1])}
 
     loader = reference_loader(n_train=n_train)

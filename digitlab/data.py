@@ -14,9 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from digitlab.errors import DigitlabError, MissingFileError, WrongTypeError
-
-PROJECT_DIR = Path(__file__).resolve().parent.parent
-DOWNLOAD_DIR = PROJECT_DIR / "data" / "MNIST" / "raw"
+from digitlab.settings import DOWNLOAD_DIR
 
 # MD5 of the uncompressed files, as published with MNIST.
 MD5 = {

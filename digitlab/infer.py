@@ -1,8 +1,7 @@
-"""Fast CPU inference: optimised copies of a trained network, a latency/throughput benchmark, export.
+"""Fast CPU inference: optimised copies of a trained network (backends), `Predictor`, export to files.
 
-`python -m digitlab.infer --bench` measures every path against eager PyTorch on this machine and
-writes benchmarks/INFERENCE.md; `--smoke` runs a tiny version of it, `--export DIR` writes
-TorchScript and ONNX files of the course model.
+`python -m digitlab.infer --export DIR` writes TorchScript and ONNX files of the course model;
+`digitlab.infer_bench` measures every backend against eager PyTorch.
 """
 
 from __future__ import annotations
@@ -10,11 +9,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import os
-import platform
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,17 +22,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from digitlab.data import PROJECT_DIR, check_normalised, normalize
+from digitlab.data import check_normalised, normalize
 from digitlab.errors import DigitlabError, WrongTypeError, report_user_errors
-from digitlab.files import atomic_path, write_text
-from digitlab.train import _as_images, cpu_name
+from digitlab.files import atomic_path
+from digitlab.settings import cpu_flags
+from digitlab.train import _as_images
 
-# The ways to run a network, fastest-to-set-up first. `eager` is the reference every other path
-# is compared with; the onnxruntime paths need the optional `onnx` extra.
-PATHS = ("eager", "fused", "torchscript", "compile", "int8-dynamic", "int8-static", "onnxruntime",
+# The backends: ways to run a network, fastest-to-set-up first. `eager` is the reference every other
+# backend is compared with; the onnxruntime backends need the optional `onnx` extra.
+BACKENDS = ("eager", "fused", "torchscript", "compile", "int8-dynamic", "int8-static", "onnxruntime",
          "onnxruntime-int8")
 ONNX_HINT = "Install the optional ONNX packages: pip install 'digitlab[onnx]' (onnx, onnxruntime)."
-REPORT = PROJECT_DIR / "benchmarks" / "INFERENCE.md"
 # int8 dot-product instructions (AVX-512 VNNI, AVX-VNNI, AMX): with them int8 inference outruns float32, without them
 # it does not (benchmarks/INFERENCE.md). `Predictor` picks int8 only on such CPUs, and only if it costs at most
 # INT8_TOLERANCE of accuracy (a share of the checked images: 0.1 points).
@@ -203,37 +199,37 @@ def quantize_onnx_int8(src: str | Path, dst: str | Path, calibration: Tensor) ->
     return Path(dst)
 
 
-def make_runner(net: nn.Module, path: str, threads: int = 1, calibration: Tensor | None = None) -> Runner:
-    """A function from normalised inputs to logits that runs `net` the way `path` (one of PATHS) says."""
+def make_runner(net: nn.Module, backend: str, threads: int = 1, calibration: Tensor | None = None) -> Runner:
+    """A function from normalised inputs to logits that runs `net` with `backend` (one of BACKENDS)."""
     _check_net(net, threads)
-    if path == "eager":
+    if backend == "eager":
         net = copy.deepcopy(net).cpu().eval()
 
         def run(X: Tensor) -> Tensor:
             with torch.no_grad():
                 return net(X)
         return run
-    if path == "fused":
+    if backend == "fused":
         return _torch_runner(fold_batchnorm(net).to(memory_format=torch.channels_last), torch.channels_last)
-    if path == "torchscript":
+    if backend == "torchscript":
         return _torch_runner(to_torchscript(net))
-    if path == "compile":
+    if backend == "compile":
         return _torch_runner(torch.compile(fold_batchnorm(net)))
-    if path == "int8-dynamic":
+    if backend == "int8-dynamic":
         return _torch_runner(quantize_dynamic_int8(net))
-    if path in ("int8-static", "onnxruntime-int8") and calibration is None:
-        raise ValueError(f"path {path!r} needs calibration inputs: pass calibration=X[:1000] "
+    if backend in ("int8-static", "onnxruntime-int8") and calibration is None:
+        raise ValueError(f"backend {backend!r} needs calibration inputs: pass calibration=X[:1000] "
                          "(normalised training images).")
-    if path == "int8-static":
+    if backend == "int8-static":
         return _torch_runner(quantize_static_int8(net, calibration))
-    if path in ("onnxruntime", "onnxruntime-int8"):
+    if backend in ("onnxruntime", "onnxruntime-int8"):
         _onnxruntime()
         with tempfile.TemporaryDirectory() as tmp:
             onnx_file = export_onnx(net, Path(tmp) / "net.onnx")
-            if path == "onnxruntime-int8":
+            if backend == "onnxruntime-int8":
                 onnx_file = quantize_onnx_int8(onnx_file, Path(tmp) / "net-int8.onnx", calibration)
             return onnx_runner(onnx_file, threads)
-    raise ValueError(f"path must be one of {', '.join(PATHS)}; not {path!r}.")
+    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; not {backend!r}.")
 
 
 def _check_net(net, threads: int) -> None:
@@ -260,18 +256,9 @@ def onnx_available() -> bool:
     return True
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as Linux lists them in /proc/cpuinfo (an empty set where there is no such file)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return set()
-    return next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
-
-
-def choose_path(net: nn.Module, calibration: Tensor | None = None, check: tuple[Tensor, Tensor] | None = None,
+def choose_backend(net: nn.Module, calibration: Tensor | None = None, check: tuple[Tensor, Tensor] | None = None,
                 threads: int = 1) -> str:
-    """The fastest correct path on this CPU: ONNX Runtime in int8 where the CPU has INT8_FLAGS and int8 keeps the
+    """The fastest correct backend on this CPU: ONNX Runtime in int8 where the CPU has INT8_FLAGS and int8 keeps the
     network's accuracy on `check` (normalised X, y) within INT8_TOLERANCE, ONNX Runtime in float32 otherwise,
     and the fused PyTorch network where ONNX Runtime is not installed."""
     return _choose(net, calibration, check, threads)[0]
@@ -279,7 +266,7 @@ def choose_path(net: nn.Module, calibration: Tensor | None = None, check: tuple[
 
 def _choose(net: nn.Module, calibration: Tensor | None, check: tuple[Tensor, Tensor] | None,
             threads: int) -> tuple[str, Runner | None]:
-    """`choose_path`'s path, with the int8 runner it built to check the accuracy when int8 is the choice."""
+    """`choose_backend`'s backend, with the int8 runner it built to check the accuracy when int8 is the choice."""
     if not onnx_available():
         return "fused", None
     if calibration is None or check is None or not INT8_FLAGS & cpu_flags():
@@ -293,15 +280,15 @@ def _choose(net: nn.Module, calibration: Tensor | None, check: tuple[Tensor, Ten
 class Predictor:
     """Digit predictions for raw 28x28 images, one or a batch, from an optimised copy of a network.
 
-    `path="auto"` picks the fastest correct path for this CPU (`choose_path`: int8 needs `calibration` images
-    and a labelled `check` set); see PATHS and `benchmark` for the others.
+    `backend="auto"` picks the fastest correct backend for this CPU (`choose_backend`: int8 needs `calibration`
+    images and a labelled `check` set); see BACKENDS and `digitlab.infer_bench` for the others.
     """
 
-    def __init__(self, net: nn.Module, path: str = "auto", threads: int = 1, calibration: Tensor | None = None,
+    def __init__(self, net: nn.Module, backend: str = "auto", threads: int = 1, calibration: Tensor | None = None,
                  check: tuple[Tensor, Tensor] | None = None):
-        self.path, run = _choose(net, calibration, check, threads) if path == "auto" else (path, None)
+        self.backend, run = _choose(net, calibration, check, threads) if backend == "auto" else (backend, None)
         self.threads = threads
-        self.run = run or make_runner(net, self.path, threads, calibration)  # the int8 check's runner is reused
+        self.run = run or make_runner(net, self.backend, threads, calibration)  # the int8 check's runner is reused
 
     def logits(self, images) -> Tensor:
         """Logits [N, 10] for raw images (uint8 0-255 or float 0-1, [28, 28] or [N, 28, 28])."""
@@ -317,7 +304,7 @@ class Predictor:
         return self.logits(images).argmax(1)
 
     def __repr__(self) -> str:
-        return f"Predictor(path={self.path!r}, threads={self.threads})"
+        return f"Predictor(backend={self.backend!r}, threads={self.threads})"
 
 
 @contextlib.contextmanager
@@ -331,213 +318,21 @@ def _torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-def multiply_adds(net: nn.Module) -> int:
-    """Multiply-adds of the conv and linear layers for one 28x28 image (the arithmetic a CPU must do)."""
-    total = 0
-
-    def count(module, inputs, output):
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-            total += output[0].numel() * per_output
-        elif isinstance(module, nn.Linear):
-            total += module.in_features * module.out_features
-
-    net = copy.deepcopy(net).cpu().eval()
-    for m in net.modules():
-        m.register_forward_hook(count)
-    with torch.inference_mode():
-        net(torch.zeros(1, 1, 28, 28))
-    return total
-
-
-def matmul_gflops(threads: int | None = None, n: int = 1024, repeats: int = 20) -> float:
-    """Float32 matrix-multiply speed of this CPU in GFLOP/s: a practical ceiling for a network's arithmetic."""
-    A = torch.randn(n, n)
-    with _torch_threads(threads or torch.get_num_threads()), torch.inference_mode():
-        A @ A
-        start = time.perf_counter()
-        for _ in range(repeats):
-            A @ A
-        seconds = time.perf_counter() - start
-    return 2 * n ** 3 * repeats / seconds / 1e9
-
-
-def _call_times(run: Runner, x, n: int) -> list[float]:
-    """Wall times in seconds of `n` calls of `run(x)`, one by one."""
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def latency_ms(run: Runner, x: Tensor, repeats: int = 2000, warmup: int = 100) -> tuple[float, float]:
-    """Median (p50) and 99th-percentile wall time of `run(x)` in milliseconds."""
-    for _ in range(warmup):
-        run(x)
-    p50, p99 = np.percentile(_call_times(run, x, repeats), [50, 99])
-    return float(p50 * 1e3), float(p99 * 1e3)
-
-
-def benchmark(net: nn.Module, test: tuple[Tensor, Tensor], calibration: Tensor, paths=PATHS,
-              threads: int | None = None, batch_size: int = 256, repeats: int = 2000, rounds: int = 4,
-              progress: bool = True) -> list[dict]:
-    """Single-image p50/p99 latency (1 thread), batch throughput (`threads`) and test accuracy of each path.
-
-    The paths take turns: in each of `rounds` rounds, every path makes `repeats // rounds` timed
-    single-image calls and one pass over the test images in batches. A change in the machine's load
-    (another program starting or stopping) then affects all paths alike rather than the one measured
-    at that moment. p50 and p99 are over all of a path's calls; its throughput is its best pass.
-
-    Every row carries its ratios to the eager row, which must come first. A path that cannot run here
-    (an optional package missing) gets a row with the reason instead of numbers.
-    """
-    threads = threads or torch.get_num_threads()
-    if paths[0] != "eager":
-        raise ValueError("the first path must be 'eager', the reference the others are compared with.")
-    X, y = test
-    one = X[:1].clone()
-    batches = [X[i: i + batch_size].contiguous() for i in range(0, len(X), batch_size)]
-    runners, skipped = {}, {}
-    for path in paths:  # build and warm up every path first (compiling, calibrating, exporting)
-        try:
-            with _torch_threads(1):
-                single = make_runner(net, path, threads=1, calibration=calibration)
-                for _ in range(max(1, repeats // 10)):
-                    single(one)
-            with _torch_threads(threads):
-                batched = make_runner(net, path, threads=threads, calibration=calibration)
-                batched(batches[0])
-        except ModuleNotFoundError as err:
-            skipped[path] = str(err)
-            continue
-        runners[path] = (single, batched)
-    times = {path: [] for path in runners}
-    passes = {path: [] for path in runners}
-    accuracy = {}
-    for _ in range(rounds):
-        for path, (single, batched) in runners.items():
-            with _torch_threads(1):
-                times[path] += _call_times(single, one, max(1, repeats // rounds))
-            with _torch_threads(threads):
-                start = time.perf_counter()
-                predictions = torch.cat([batched(Xb).argmax(1) for Xb in batches])
-                passes[path].append(time.perf_counter() - start)
-            accuracy[path] = (predictions == y).float().mean().item()
-    rows = []
-    for path in paths:
-        if path in skipped:
-            rows.append({"path": path, "skipped": skipped[path]})
-            if progress:
-                print(f"{path:<17} skipped: {skipped[path]}")
-            continue
-        p50, p99 = (float(t) * 1e3 for t in np.percentile(times[path], [50, 99]))
-        images_per_s, acc = len(X) / min(passes[path]), accuracy[path]
-        row = {"path": path, "p50_ms": p50, "p99_ms": p99, "images_per_s": images_per_s, "accuracy": acc}
-        ref = rows[0] if rows else row
-        row["latency_speedup"] = ref["p50_ms"] / p50
-        row["throughput_speedup"] = images_per_s / ref["images_per_s"]
-        row["accuracy_change"] = 100 * (acc - ref["accuracy"])
-        rows.append(row)
-        if progress:
-            print(f"{path:<17} p50 {p50:.3f} ms  p99 {p99:.3f} ms  {images_per_s:,.0f} images/s  "
-                  f"accuracy {100 * acc:.2f}%")
-    return rows
-
-
-def format_table(rows: list[dict]) -> str:
-    """The benchmark rows as a Markdown table."""
-    lines = ["| path | p50 latency (ms) | p99 latency (ms) | images/s | test accuracy (%) | "
-             "p50 speed-up | throughput speed-up | accuracy change (points) |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        if "skipped" in r:
-            lines.append(f"| {r['path']} | skipped: {r['skipped']} |||||||")
-            continue
-        lines.append(f"| {r['path']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['images_per_s']:,.0f} | "
-                     f"{100 * r['accuracy']:.2f} | {r['latency_speedup']:.2f}x | {r['throughput_speedup']:.2f}x | "
-                     f"{r['accuracy_change']:+.2f} |")
-    return "\n".join(lines)
-
-
-def machine() -> str:
-    """A one-line description of this machine and the library versions."""
-    parts = [f"{cpu_name()}, {os.cpu_count()} cores, {torch.backends.cpu.get_cpu_capability()}",
-             f"Python {platform.python_version()}", f"torch {torch.__version__}"]
-    with contextlib.suppress(ImportError):
-        import onnxruntime
-        parts.append(f"onnxruntime {onnxruntime.__version__}")
-    return "; ".join(parts)
-
-
-def targets_met(rows: list[dict], p50_ms: float = 0.1, images_per_s: float = 20_000,
-                max_accuracy_drop: float = 0.1) -> dict[str, list[str]]:
-    """Which paths meet each target of the course: latency, throughput, accuracy kept."""
-    done = [r for r in rows if "skipped" not in r]
-    return {"p50 <= 0.1 ms": [r["path"] for r in done if r["p50_ms"] <= p50_ms],
-            ">= 20,000 images/s": [r["path"] for r in done if r["images_per_s"] >= images_per_s],
-            "accuracy within 0.1 points": [r["path"] for r in done if r["accuracy_change"] >= -max_accuracy_drop]}
-
-
-def write_report(rows: list[dict], path: str | Path = REPORT, command: str = "python -m digitlab.infer --bench",
-                 threads: int | None = None, batch_size: int = 256) -> Path:
-    """Write the benchmark table, the machine and the targets met to a Markdown file (atomically)."""
-    met = targets_met(rows)
-    text = "\n".join([
-        "# Inference benchmark",
-        "",
-        f"Machine: {machine()}.",
-        f"Command: `{command}`; run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
-        "",
-        "Latency: one normalised 28x28 image through the network, 1 thread (p50 and p99 of many calls, "
-        f"preprocessing excluded). Throughput: the test set in batches of {batch_size} with "
-        f"{threads or torch.get_num_threads()} threads, the best of several passes. The paths take turns, "
-        "so that a change in the machine's load affects all of them alike. Accuracy: the same passes over "
-        "the MNIST test set. Ratios are to eager PyTorch in the same run. Every path computes in float32 "
-        "except the int8 ones (8-bit integer weights and activations).",
-        "",
-        format_table(rows),
-        "",
-        "Targets and the paths that meet them:",
-        "",
-        *[f"- {target}: {', '.join(paths) or 'none'}" for target, paths in met.items()],
-        "",
-    ])
-    write_text(path, text)
-    return Path(path)
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Command line: the inference benchmark and model export."""
+    """Command line: export the course model."""
     parser = argparse.ArgumentParser(prog="python -m digitlab.infer", description=__doc__.splitlines()[0])
-    parser.add_argument("--bench", action="store_true", help="benchmark every path on the course model")
-    parser.add_argument("--smoke", action="store_true", help="a tiny benchmark (1,000 test images, few repeats)")
+    parser.add_argument("--export", type=Path, metavar="DIR", required=True,
+                        help="write model.pt (TorchScript) and model.onnx of the course model into DIR")
     parser.add_argument("--fast", action="store_true", help="use the fast-mode course model")
-    parser.add_argument("--out", type=Path, default=REPORT, help=f"benchmark report (default {REPORT})")
-    parser.add_argument("--export", type=Path, metavar="DIR", help="write model.pt (TorchScript) and model.onnx")
     args = parser.parse_args(argv)
-    if not (args.bench or args.export):
-        parser.error("say --bench, --export DIR or both.")
-    from digitlab.data import mnist_splits
     from digitlab.train import course_model
 
     net, _ = course_model(fast=args.fast)
-    if args.export:
-        print(export_torchscript(net, args.export / "model.pt"))
-        if onnx_available():
-            print(export_onnx(net, args.export / "model.onnx"))
-        else:
-            print(f"model.onnx skipped: {ONNX_HINT}")
-    if args.bench:
-        data = mnist_splits()
-        n_test, repeats = (1000, 200) if args.smoke else (None, 2000)
-        X, y = data["test"]
-        rows = benchmark(net, (X[:n_test], y[:n_test]), data["train"][0][:1000], repeats=repeats)
-        if not args.smoke:
-            flags = " --fast" if args.fast else ""
-            print(write_report(rows, args.out, command=f"python -m digitlab.infer --bench{flags}"))
+    print(export_torchscript(net, args.export / "model.pt"))
+    if onnx_available():
+        print(export_onnx(net, args.export / "model.onnx"))
+    else:
+        print(f"model.onnx skipped: {ONNX_HINT}")
 
 
 if __name__ == "__main__":

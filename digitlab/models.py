@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -40,6 +42,17 @@ def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters() if p.requires_grad)
 
 
+@contextlib.contextmanager
+def eval_mode(net: nn.Module):
+    """Evaluation mode inside the block (dropout off, BatchNorm's running statistics), the earlier mode after it."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was_training)
+
+
 def summary(net: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28)) -> str:
     """A table of each layer's output shape and parameter count, for one forward pass."""
     rows, hooks = [], []
@@ -48,14 +61,10 @@ def summary(net: nn.Module, input_shape: tuple[int, ...] = (1, 1, 28, 28)) -> st
             n = sum(p.numel() for p in module.parameters(recurse=False))
             hooks.append(module.register_forward_hook(
                 lambda m, i, out, name=name, n=n: rows.append((name, type(m).__name__, list(out.shape), n))))
-    was_training = net.training
-    net.eval()
     try:
-        with torch.no_grad():
-            device = next(net.parameters()).device
-            net(torch.zeros(input_shape, device=device))
+        with eval_mode(net), torch.no_grad():
+            net(torch.zeros(input_shape, device=next(net.parameters()).device))
     finally:
-        net.train(was_training)
         for h in hooks:
             h.remove()
     lines = [f"{'layer':<10}{'type':<13}{'output shape':<20}{'parameters':>11}", "-" * 54]

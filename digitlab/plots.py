@@ -140,20 +140,20 @@ def plot_effects(table, xlabel: str = "difference", ax=None, title: str | None =
 
 def lr_schedule(schedule: str, lr: float, num_epochs: int, steps_per_epoch: int) -> list[float]:
     """The learning rate at every optimisation step of `digitlab.fit`'s `schedule` (without `plateau`)."""
-    from digitlab.train import make_optimizer, make_scheduler
+    from digitlab.train import SCHEDULES, make_optimizer, make_scheduler
 
-    if schedule == "plateau":
-        raise ValueError("the 'plateau' schedule depends on the validation loss: plot history['lr'] instead.")
     opt = make_optimizer("sgd", [torch.zeros(1, requires_grad=True)], lr)
     scheduler = make_scheduler(schedule, opt, num_epochs, steps_per_epoch)
+    if SCHEDULES[schedule] == "val_loss":
+        raise ValueError(f"the {schedule!r} schedule depends on the validation loss: plot history['lr'] instead.")
     lrs = []
-    for _ in range(num_epochs):
+    for _ in range(num_epochs):  # stepped as fit steps it
         for _ in range(steps_per_epoch):
             lrs.append(opt.param_groups[0]["lr"])
             opt.step()
-            if schedule == "onecycle":
+            if SCHEDULES[schedule] == "batch":
                 scheduler.step()
-        if schedule == "step":
+        if SCHEDULES[schedule] == "epoch":
             scheduler.step()
     return lrs
 
@@ -328,7 +328,7 @@ def plot_benchmark(rows: list[dict], p50_target_ms: float = 0.1, throughput_targ
     from matplotlib.patches import Patch
 
     rows = [r for r in rows if "skipped" not in r]
-    names = [r["path"] for r in rows]
+    names = [r["backend"] for r in rows]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.9), sharey=True)
     panels = [("p50_ms", "One image per call: median latency", "milliseconds per image (lower is better)",
                p50_target_ms, "{:.3f} ms"),

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import nbformat
 
-from digitlab.data import PROJECT_DIR
 from digitlab.errors import report_user_errors
 from digitlab.files import atomic_path
+from digitlab.settings import BUILD_DIR, NOTEBOOKS_DIR
 
-NOTEBOOKS_DIR = PROJECT_DIR / "notebooks"
-OUT_DIR = PROJECT_DIR / "build" / "student"
+OUT_DIR = BUILD_DIR / "student"
 LEFTOVERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import platform
 import random
 import time
 from pathlib import Path
@@ -18,12 +16,12 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from digitlab import foreign
-from digitlab.data import PROJECT_DIR, Batches, check_inputs, mnist_splits, normalize
+from digitlab.data import Batches, check_inputs, mnist_splits, normalize
 from digitlab.errors import DigitlabError, DivergedError, MissingFileError
 from digitlab.files import atomic_path, check_writable
-from digitlab.models import DigitRecognitionCNN
+from digitlab.models import DigitRecognitionCNN, eval_mode
+from digitlab.settings import MODELS_DIR, cpu_capability, cpu_name
 
-MODELS_DIR = PROJECT_DIR / "models"
 ARCHITECTURES = {"DigitRecognitionCNN": DigitRecognitionCNN}
 PRECISIONS = ("fp32", "bf16")  # float32 everywhere, or bfloat16 autocast for the forward pass
 
@@ -37,7 +35,9 @@ RECIPE = {"num_epochs": 6, "batch_size": 128, "lr": 6e-3, "schedule": "onecycle"
           "typed_digits": 5000}
 FAST_RECIPE = {**RECIPE, "num_epochs": 2, "n_train": 10_000, "typed_digits": 1000}
 OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
-SCHEDULES = ("none", "step", "onecycle", "plateau")
+# The learning-rate schedules (`make_scheduler` makes them) and when `fit` steps each: after every batch, after
+# every epoch, after every epoch given the validation loss, or never.
+SCHEDULES = {"none": None, "step": "epoch", "onecycle": "batch", "plateau": "val_loss"}
 # Divergence: an epoch's mean loss this many times the first batch's (course runs stay below 1.1 times),
 # or, at the end of 2 or more epochs on this many images, training accuracy this close to guessing (10%).
 DIVERGED_LOSS_RATIO = 10.0
@@ -79,11 +79,6 @@ def bf16_supported() -> bool:
     return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
-def cpu_capability() -> str:
-    """The vector instruction set PyTorch's CPU kernels use here: AVX2, AVX512, NO AVX, ... (CPU kernels differ)."""
-    return torch.backends.cpu.get_cpu_capability()
-
-
 def choose_precision(precision: str = "auto", device: str | torch.device = "cpu") -> str:
     """`fp32` or `bf16`; `auto` is $DIGITLAB_PRECISION if set, else bf16 on CPUs with bf16 units, else fp32."""
     if precision == "auto":
@@ -102,15 +97,6 @@ def run_info(device: str | torch.device, precision: str) -> dict:
             "threads": torch.get_num_threads(), "torch": str(torch.__version__)}
 
 
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """`adam`, `adamw`, `sgd` (Nesterov momentum 0.9) or `adadelta`."""
     if name == "adam":
@@ -121,7 +107,7 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
         return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     if name == "adadelta":
         return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be 'adam', 'adamw', 'sgd' or 'adadelta', not {name!r}.")
+    raise ValueError(f"optimizer must be {_one_of(OPTIMIZERS)}, not {name!r}.")
 
 
 def make_scheduler(name: str, optimizer: torch.optim.Optimizer, num_epochs: int,
@@ -137,23 +123,26 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, num_epochs: int,
             optimizer, max_lr=max_lr, total_steps=num_epochs * steps_per_epoch)
     if name == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
-    raise ValueError(f"schedule must be 'none', 'step', 'onecycle' or 'plateau', not {name!r}.")
+    raise ValueError(f"schedule must be {_one_of(SCHEDULES)}, not {name!r}.")
+
+
+def _one_of(names) -> str:
+    """'a', 'b' or 'c': the allowed names, for an error message."""
+    quoted = [repr(n) for n in names]
+    return f"{', '.join(quoted[:-1])} or {quoted[-1]}"
 
 
 def evaluate(net: nn.Module, X: Tensor, y: Tensor, batch_size: int = 1000) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy of `net` on normalised inputs X and labels y."""
     check_inputs(X, y, "evaluate")
     device = next(net.parameters()).device
-    was_training = net.training
-    net.eval()
     loss, correct = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
-    with torch.inference_mode():
+    with eval_mode(net), torch.inference_mode():
         for Xb, yb in Batches(X, y, batch_size):
             Xb, yb = to_channels_last(Xb.to(device)), yb.to(device)
             logits = net(Xb)
             loss += F.cross_entropy(logits, yb, reduction="sum")
             correct += (logits.argmax(1) == yb).sum()
-    net.train(was_training)
     return loss.item() / len(y), correct.item() / len(y)
 
 
@@ -171,9 +160,9 @@ def check_settings(num_epochs: int = 1, batch_size: int = 1, lr: float = 1e-3, o
     if not lr > 0:
         raise DigitlabError(f"lr must be a positive number, not {lr!r}.")
     if optimizer not in OPTIMIZERS:
-        raise DigitlabError(f"optimizer must be 'adam', 'adamw', 'sgd' or 'adadelta', not {optimizer!r}.")
+        raise DigitlabError(f"optimizer must be {_one_of(OPTIMIZERS)}, not {optimizer!r}.")
     if schedule not in SCHEDULES:
-        raise DigitlabError(f"schedule must be 'none', 'step', 'onecycle' or 'plateau', not {schedule!r}.")
+        raise DigitlabError(f"schedule must be {_one_of(SCHEDULES)}, not {schedule!r}.")
 
 
 def _check_fit(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None, **settings) -> None:
@@ -216,7 +205,7 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
     # bfloat16 halves the memory traffic where the CPU has bf16 units; elsewhere it is emulated and slower.
     precision = choose_precision(precision, device)
     opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay)
-    scheduler = make_scheduler(schedule, opt, num_epochs, len(batches))
+    scheduler, step_after = make_scheduler(schedule, opt, num_epochs, len(batches)), SCHEDULES[schedule]
     keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
     history = {k: [] for k in keys}
     first_loss = 0.0  # the first batch's loss: the yardstick of divergence
@@ -237,7 +226,7 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                if schedule == "onecycle":
+                if step_after == "batch":
                     scheduler.step()
                 loss_sum += loss.item() * len(yb)
                 first_loss = first_loss or loss.item()
@@ -245,9 +234,9 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
                 bar.update()
             seconds = time.perf_counter() - start
             val_loss, val_acc = evaluate(net, *val) if val is not None else (float("nan"),) * 2
-            if schedule == "step":
+            if step_after == "epoch":
                 scheduler.step()
-            elif schedule == "plateau":
+            elif step_after == "val_loss":
                 scheduler.step(val_loss if val is not None else loss_sum / len(y))
             for k, v in zip(keys, [epoch, loss_sum / len(y), correct / len(y), val_loss, val_acc,
                                    opt.param_groups[0]["lr"], seconds], strict=True):
@@ -293,17 +282,16 @@ def _as_images(images) -> Tensor:
     return images
 
 
+def batched_logits(net: nn.Module, X: Tensor, batch_size: int = 1000) -> Tensor:
+    """Logits [N, C] of `net` in evaluation mode for normalised inputs X [N, 1, 28, 28], batch by batch, on the CPU."""
+    device = next(net.parameters()).device
+    with eval_mode(net), torch.inference_mode():
+        return torch.cat([net(Xb.to(device)).float().cpu() for Xb, _ in Batches(X, torch.zeros(len(X)), batch_size)])
+
+
 def predict_proba(net: nn.Module, images, batch_size: int = 1000) -> Tensor:
     """Class probabilities [N, 10] for raw images (uint8 0-255 or float 0-1, 28x28)."""
-    X = normalize(_as_images(images))
-    device = next(net.parameters()).device
-    was_training = net.training
-    net.eval()
-    with torch.inference_mode():
-        probs = torch.cat([F.softmax(net(Xb.to(device)), dim=1).cpu()
-                           for Xb, _ in Batches(X, torch.zeros(len(X)), batch_size)])
-    net.train(was_training)
-    return probs
+    return F.softmax(batched_logits(net, normalize(_as_images(images)), batch_size), dim=1)
 
 
 def predict(net: nn.Module, images, batch_size: int = 1000) -> Tensor:

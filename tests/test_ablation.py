@@ -12,9 +12,10 @@ import torch
 
 from digitlab import ablation
 from digitlab.ablation import BARE, PAPER, grid, label, load_records, make_config, one_at_a_time, run_grid
+from digitlab.settings import NOTEBOOKS_DIR
 
 matplotlib.use("Agg")
-NB04 = ablation.PROJECT_DIR / "notebooks" / "04_overfitting_ablations.ipynb"
+NB04 = NOTEBOOKS_DIR / "04_overfitting_ablations.ipynb"
 TINY = make_config(PAPER, n_train=64, num_epochs=2, batch_size=32)
 
 

@@ -12,7 +12,7 @@ def test_smoke_run_writes_a_report(tmp_path):
     bench.main(["--smoke", "--out", str(out)])
     text = out.read_text()
     assert "Smoke run" in text and "Not a measurement" in text
-    m = bench.machine()
+    m = bench.setup()
     assert m["cpu"] in text and torch.__version__ in text
     assert f"{m['cpu_capability']})" in text and f"precision {m['precision']}" in text
     for heading in ("Images per second", "Time to 99.0%", "Best accuracy in 5 minutes", "Targets"):

@@ -20,7 +20,6 @@ from digitlab.foreign import (
     typed_digits,
 )
 from digitlab.preprocess import to_mnist
-from digitlab.train import course_model
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +134,8 @@ def test_a_picture_preprocessing_rejects_counts_as_wrong(small):
     assert 0 < acc["font"] <= 1 and abs(acc["all"] - np.mean([acc[s] for s in SOURCES])) < 1e-6
 
 
-def test_the_fast_course_model_reads_foreign_digits():
-    net, _ = course_model(fast=True, progress=False)
-    acc = accuracy_by_source(net, foreign_bench("report", per_digit=10))
+def test_the_fast_course_model_reads_foreign_digits(fast_net):
+    acc = accuracy_by_source(fast_net, foreign_bench("report", per_digit=10))
     # Chance is 10%; the fast model (2 epochs on 10,000 MNIST digits) reads most of every source.
     assert all(acc[s] >= 0.75 for s in SOURCES), acc
     assert acc["all"] >= 0.85, acc

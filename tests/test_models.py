@@ -1,6 +1,9 @@
+import pytest
 import torch
 
-from digitlab.models import DigitRecognitionCNN, count_parameters, summary
+from digitlab.analysis import saliency, split_logits
+from digitlab.models import DigitRecognitionCNN, count_parameters, eval_mode, summary
+from digitlab.train import evaluate, predict_proba
 
 
 def test_output_shape_and_parameter_count():
@@ -42,3 +45,28 @@ def test_summary_table():
     assert "fc1" in table and "[1, 128]" in table and "401,536" in table and "421,834" in table
     assert "[1, 64, 7, 7]" in table
     assert net.training  # summary leaves the mode as it found it
+
+
+def test_eval_mode_switches_dropout_off_and_restores_the_mode_even_after_an_error():
+    net = DigitRecognitionCNN().train()
+    with pytest.raises(RuntimeError, match="boom"), eval_mode(net):
+        assert not net.training and not net.dropout1.training
+        raise RuntimeError("boom")
+    assert net.training and net.dropout1.training
+    with eval_mode(net.eval()):
+        pass
+    assert not net.training  # a network in evaluation mode stays in it
+
+
+def test_every_inference_helper_leaves_the_mode_as_it_found_it():
+    torch.manual_seed(0)
+    X, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    raw = torch.randint(0, 256, (8, 28, 28), dtype=torch.uint8)
+    for training in (True, False):
+        net = DigitRecognitionCNN().train(training)
+        for use in (lambda n: evaluate(n, X, y), lambda n: predict_proba(n, raw), lambda n: split_logits(n, X),
+                    lambda n: saliency(n, X), summary):
+            use(net)
+            assert net.training == training and net.dropout2.training == training
+        if training:  # and gives the answers of evaluation mode: the same twice, dropout off
+            assert torch.equal(split_logits(net, X), split_logits(net, X))

@@ -6,7 +6,7 @@ from PIL import Image
 
 from digitlab.data import load_mnist
 from digitlab.preprocess import as_grayscale, background, centre_of_mass, enlarge_tiny, preprocess_steps, to_mnist
-from digitlab.train import course_model, predict
+from digitlab.train import predict
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +23,14 @@ def paste(digit: torch.Tensor, scale: float, top: int, left: int, size=(160, 130
     return (255 * (1 - canvas)).round().to(torch.uint8).numpy()
 
 
-def test_moved_and_rescaled_digit_comes_back_close_and_classified_the_same(digits):
+def test_moved_and_rescaled_digit_comes_back_close_and_classified_the_same(digits, fast_net):
     X, _ = digits
     restored = torch.stack([to_mnist(paste(x, scale=3.5, top=40, left=25)) for x in X])
     original = X.float() / 255
     diff = (restored - original).abs().mean((1, 2))
     # Resampling blurs edges a little; the strokes themselves land on the same pixels.
     assert diff.mean() < 0.05 and diff.max() < 0.12
-    net, _ = course_model(fast=True, progress=False)
-    agree = (predict(net, restored) == predict(net, X)).float().mean().item()
+    agree = (predict(fast_net, restored) == predict(fast_net, X)).float().mean().item()
     assert agree >= 0.97
 
 
@@ -190,9 +189,8 @@ def test_tiny_pictures_are_enlarged_smoothly_before_the_ink_is_found(digits):
     assert enlarge_tiny(np.zeros((28, 28), dtype=np.float32)).shape == (28, 28)  # MNIST's size is left as it is
 
 
-def test_a_tiny_scan_cut_close_to_its_digit_keeps_its_strokes(digits):
+def test_a_tiny_scan_cut_close_to_its_digit_keeps_its_strokes(digits, fast_net):
     X, y = digits
-    net, _ = course_model(fast=True, progress=False)
     tiny = []
     for x in X[:100]:
         rows, cols = np.flatnonzero(x.numpy().any(1)), np.flatnonzero(x.numpy().any(0))
@@ -203,4 +201,4 @@ def test_a_tiny_scan_cut_close_to_its_digit_keeps_its_strokes(digits):
     full_size = torch.stack([to_mnist(x.numpy()) for x in X[:100]])
     ink_kept = (readable > 0).sum((1, 2)).float() / (full_size > 0).sum((1, 2))
     assert ink_kept.median() > 0.7  # the paper is one flat level: strokes on the border are not taken for paper
-    assert (predict(net, readable) == y[:100]).float().mean() > 0.8
+    assert (predict(fast_net, readable) == y[:100]).float().mean() > 0.8

@@ -340,3 +340,27 @@ def test_unreadable_checkpoint_says_permission_denied(tmp_path, monkeypatch):
 def test_predict_with_batch_size_zero_is_a_clear_error():
     with pytest.raises(ValueError, match="batch_size must be"):
         predict(DigitRecognitionCNN(), torch.zeros(2, 28, 28), batch_size=0)
+
+
+def test_each_schedule_is_stepped_as_the_registry_says():
+    from digitlab.__main__ import parse
+
+    for name, when in train.SCHEDULES.items():
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        scheduler = train.make_scheduler(name, opt, num_epochs=3, steps_per_epoch=4)
+        assert (scheduler is None) == (when is None), name
+        X, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+        history = fit(DigitRecognitionCNN(), (X, y), (X, y), num_epochs=3, batch_size=4, lr=1e-3, schedule=name,
+                      progress=False)
+        lrs = history["lr"]
+        if when is None:
+            assert lrs == [1e-3] * 3
+        elif when == "epoch":  # StepLR: x0.1 after every epoch (a third of 3 epochs)
+            assert lrs == pytest.approx([1e-4, 1e-5, 1e-6])
+        elif when == "batch":  # one-cycle starts at a 25th of the peak: near it after 4 of 12 steps, then low
+            assert 0.5e-3 < lrs[0] < 1e-3 and lrs[-1] < lrs[0] / 10
+        else:  # plateau: stepped with the validation loss, at most halved per epoch
+            assert all(b in (a, a / 2) for a, b in zip([1e-3, *lrs[:-1]], lrs, strict=True))
+    assert all(parse(["train", "--schedule", name]).schedule == name for name in train.SCHEDULES)  # the CLI's list
+    with pytest.raises(train.DigitlabError, match="schedule must be 'none', 'step', 'onecycle' or 'plateau'"):
+        train.check_settings(schedule="cosine")

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from digitlab.analysis import confusion_matrix, find_mistakes, split_logits
@@ -64,11 +65,12 @@ def test_explorer_without_mistakes():
 
 # Drawing pad and upload: the browser's mouse events are simulated by calling the pad's callbacks.
 
-def _trained_predictor():
+@pytest.fixture
+def trained_predictor(fast_net):
+    """A Predictor of the quick-mode course network."""
     from digitlab.infer import Predictor
-    from digitlab.train import course_model
 
-    return Predictor(course_model(fast=True, progress=False)[0])
+    return Predictor(fast_net)
 
 
 def _draw(pad, points):
@@ -91,12 +93,12 @@ def test_rasterize_draws_round_thick_strokes():
     assert rasterize([]).max() == 0
 
 
-def test_drawing_pad_recognises_drawn_digits_live():
+def test_drawing_pad_recognises_drawn_digits_live(trained_predictor):
     import numpy as np
 
     from digitlab.widgets import DrawingPad
 
-    pad = DrawingPad(_trained_predictor(), every_s=0.0)
+    pad = DrawingPad(trained_predictor, every_s=0.0)
     assert pad.update() is None and pad.caption.value == "draw a digit"  # nothing drawn yet
     _draw(pad, [(140, 50 + 9 * i) for i in range(21)])
     assert pad.caption.value.startswith("predicted 1") and len(pad.strokes) == 1
@@ -115,10 +117,10 @@ def test_drawing_pad_recognises_drawn_digits_live():
     assert len(pad.strokes) == 1 and len(pad.strokes[0]) == 41
 
 
-def test_drawing_pad_updates_while_drawing_at_most_every_so_often():
+def test_drawing_pad_updates_while_drawing_at_most_every_so_often(trained_predictor):
     from digitlab.widgets import DrawingPad
 
-    pad = DrawingPad(_trained_predictor(), every_s=3600)
+    pad = DrawingPad(trained_predictor, every_s=3600)
     pad.pen_down(140, 50)
     pad.last_update = float("inf")  # as if it had just updated
     for i in range(1, 20):
@@ -128,7 +130,7 @@ def test_drawing_pad_updates_while_drawing_at_most_every_so_often():
     assert pad.caption.value.startswith("predicted 1")
 
 
-def test_classify_upload_of_a_photo_like_picture(capsys):
+def test_classify_upload_of_a_photo_like_picture(capsys, trained_predictor):
     from datetime import datetime, timezone
     from io import BytesIO
 
@@ -138,7 +140,7 @@ def test_classify_upload_of_a_photo_like_picture(capsys):
     from digitlab.data import load_mnist
     from digitlab.widgets import classify_upload, upload_classifier
 
-    predictor = _trained_predictor()
+    predictor = trained_predictor
     X, _ = load_mnist("test")
     big = F.interpolate(X[:1].float()[None] / 255, scale_factor=5, mode="bilinear")[0, 0]
     page = torch.zeros(200, 240)
@@ -191,10 +193,10 @@ def _png_pixels(data: bytes):
     return np.asarray(Image.open(BytesIO(bytes(data))).convert("L"))
 
 
-def test_pad_preview_is_a_blank_picture_before_the_first_stroke_and_after_clearing():
+def test_pad_preview_is_a_blank_picture_before_the_first_stroke_and_after_clearing(trained_predictor):
     from digitlab.widgets import DrawingPad
 
-    pad = DrawingPad(_trained_predictor(), every_s=0.0)
+    pad = DrawingPad(trained_predictor, every_s=0.0)
     blank = _png_pixels(pad.preview.value)
     assert blank.shape == (112, 112) and blank.min() == 255  # 28x28 pixels shown 4x, all paper-white
     assert pad.update() is None and _png_pixels(pad.preview.value).min() == 255  # nothing drawn yet

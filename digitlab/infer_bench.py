@@ -1,0 +1,223 @@
+"""The inference benchmark: latency, throughput and accuracy of every backend of `digitlab.infer`.
+
+`python -m digitlab.infer_bench` measures every backend against eager PyTorch on this machine and
+writes benchmarks/INFERENCE.md; `--smoke` runs a tiny version of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from digitlab.errors import report_user_errors
+from digitlab.files import write_text
+from digitlab.infer import BACKENDS, Runner, _torch_threads, make_runner
+from digitlab.settings import BENCHMARKS_DIR, machine
+
+REPORT = BENCHMARKS_DIR / "INFERENCE.md"
+
+
+def describe(info: dict[str, str]) -> str:
+    """`settings.machine()` in one line: CPU, cores, vector instructions, then the library versions."""
+    parts = [f"{info['cpu']}, {info['cores']} cores, {info['cpu_capability']}", f"Python {info['python']}",
+             f"torch {info['torch']}"]
+    return "; ".join(parts + ([f"onnxruntime {info['onnxruntime']}"] if "onnxruntime" in info else []))
+
+
+def multiply_adds(net: nn.Module) -> int:
+    """Multiply-adds of the conv and linear layers for one 28x28 image (the arithmetic a CPU must do)."""
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+            total += output[0].numel() * per_output
+        elif isinstance(module, nn.Linear):
+            total += module.in_features * module.out_features
+
+    net = copy.deepcopy(net).cpu().eval()
+    for m in net.modules():
+        m.register_forward_hook(count)
+    with torch.inference_mode():
+        net(torch.zeros(1, 1, 28, 28))
+    return total
+
+
+def matmul_gflops(threads: int | None = None, n: int = 1024, repeats: int = 20) -> float:
+    """Float32 matrix-multiply speed of this CPU in GFLOP/s: a practical ceiling for a network's arithmetic."""
+    A = torch.randn(n, n)
+    with _torch_threads(threads or torch.get_num_threads()), torch.inference_mode():
+        A @ A
+        start = time.perf_counter()
+        for _ in range(repeats):
+            A @ A
+        seconds = time.perf_counter() - start
+    return 2 * n ** 3 * repeats / seconds / 1e9
+
+
+def _call_times(run: Runner, x, n: int) -> list[float]:
+    """Wall times in seconds of `n` calls of `run(x)`, one by one."""
+    times = []
+    for _ in range(n):
+        start = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def latency_ms(run: Runner, x: Tensor, repeats: int = 2000, warmup: int = 100) -> tuple[float, float]:
+    """Median (p50) and 99th-percentile wall time of `run(x)` in milliseconds."""
+    for _ in range(warmup):
+        run(x)
+    p50, p99 = np.percentile(_call_times(run, x, repeats), [50, 99])
+    return float(p50 * 1e3), float(p99 * 1e3)
+
+
+def benchmark(net: nn.Module, test: tuple[Tensor, Tensor], calibration: Tensor, backends=BACKENDS,
+              threads: int | None = None, batch_size: int = 256, repeats: int = 2000, rounds: int = 4,
+              progress: bool = True) -> list[dict]:
+    """Single-image p50/p99 latency (1 thread), batch throughput (`threads`) and test accuracy of each backend.
+
+    The backends take turns: in each of `rounds` rounds, every backend makes `repeats // rounds` timed
+    single-image calls and one pass over the test images in batches. A change in the machine's load
+    (another program starting or stopping) then affects all backends alike rather than the one measured
+    at that moment. p50 and p99 are over all of a backend's calls; its throughput is its best pass.
+
+    Every row carries its ratios to the eager row, which must come first. A backend that cannot run here
+    (an optional package missing) gets a row with the reason instead of numbers.
+    """
+    threads = threads or torch.get_num_threads()
+    if backends[0] != "eager":
+        raise ValueError("the first backend must be 'eager', the reference the others are compared with.")
+    X, y = test
+    one = X[:1].clone()
+    batches = [X[i: i + batch_size].contiguous() for i in range(0, len(X), batch_size)]
+    runners, skipped = {}, {}
+    for backend in backends:  # build and warm up every backend first (compiling, calibrating, exporting)
+        try:
+            with _torch_threads(1):
+                single = make_runner(net, backend, threads=1, calibration=calibration)
+                for _ in range(max(1, repeats // 10)):
+                    single(one)
+            with _torch_threads(threads):
+                batched = make_runner(net, backend, threads=threads, calibration=calibration)
+                batched(batches[0])
+        except ModuleNotFoundError as err:
+            skipped[backend] = str(err)
+            continue
+        runners[backend] = (single, batched)
+    times = {backend: [] for backend in runners}
+    passes = {backend: [] for backend in runners}
+    accuracy = {}
+    for _ in range(rounds):
+        for backend, (single, batched) in runners.items():
+            with _torch_threads(1):
+                times[backend] += _call_times(single, one, max(1, repeats // rounds))
+            with _torch_threads(threads):
+                start = time.perf_counter()
+                predictions = torch.cat([batched(Xb).argmax(1) for Xb in batches])
+                passes[backend].append(time.perf_counter() - start)
+            accuracy[backend] = (predictions == y).float().mean().item()
+    rows = []
+    for backend in backends:
+        if backend in skipped:
+            rows.append({"backend": backend, "skipped": skipped[backend]})
+            if progress:
+                print(f"{backend:<17} skipped: {skipped[backend]}")
+            continue
+        p50, p99 = (float(t) * 1e3 for t in np.percentile(times[backend], [50, 99]))
+        images_per_s, acc = len(X) / min(passes[backend]), accuracy[backend]
+        row = {"backend": backend, "p50_ms": p50, "p99_ms": p99, "images_per_s": images_per_s, "accuracy": acc}
+        ref = rows[0] if rows else row
+        row["latency_speedup"] = ref["p50_ms"] / p50
+        row["throughput_speedup"] = images_per_s / ref["images_per_s"]
+        row["accuracy_change"] = 100 * (acc - ref["accuracy"])
+        rows.append(row)
+        if progress:
+            print(f"{backend:<17} p50 {p50:.3f} ms  p99 {p99:.3f} ms  {images_per_s:,.0f} images/s  "
+                  f"accuracy {100 * acc:.2f}%")
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    """The benchmark rows as a Markdown table."""
+    lines = ["| backend | p50 latency (ms) | p99 latency (ms) | images/s | test accuracy (%) | "
+             "p50 speed-up | throughput speed-up | accuracy change (points) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if "skipped" in r:
+            lines.append(f"| {r['backend']} | skipped: {r['skipped']} |||||||")
+            continue
+        lines.append(f"| {r['backend']} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['images_per_s']:,.0f} | "
+                     f"{100 * r['accuracy']:.2f} | {r['latency_speedup']:.2f}x | {r['throughput_speedup']:.2f}x | "
+                     f"{r['accuracy_change']:+.2f} |")
+    return "\n".join(lines)
+
+
+def targets_met(rows: list[dict], p50_ms: float = 0.1, images_per_s: float = 20_000,
+                max_accuracy_drop: float = 0.1) -> dict[str, list[str]]:
+    """Which backends meet each target of the course: latency, throughput, accuracy kept."""
+    done = [r for r in rows if "skipped" not in r]
+    return {"p50 <= 0.1 ms": [r["backend"] for r in done if r["p50_ms"] <= p50_ms],
+            ">= 20,000 images/s": [r["backend"] for r in done if r["images_per_s"] >= images_per_s],
+            "accuracy within 0.1 points": [r["backend"] for r in done if r["accuracy_change"] >= -max_accuracy_drop]}
+
+
+def write_report(rows: list[dict], path: str | Path = REPORT, command: str = "python -m digitlab.infer_bench",
+                 threads: int | None = None, batch_size: int = 256) -> Path:
+    """Write the benchmark table, the machine and the targets met to a Markdown file (atomically)."""
+    met = targets_met(rows)
+    text = "\n".join([
+        "# Inference benchmark",
+        "",
+        f"Machine: {describe(machine())}.",
+        f"Command: `{command}`; run on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        "Latency: one normalised 28x28 image through the network, 1 thread (p50 and p99 of many calls, "
+        f"preprocessing excluded). Throughput: the test set in batches of {batch_size} with "
+        f"{threads or torch.get_num_threads()} threads, the best of several passes. The backends take turns, "
+        "so that a change in the machine's load affects all of them alike. Accuracy: the same passes over "
+        "the MNIST test set. Ratios are to eager PyTorch in the same run. Every backend computes in float32 "
+        "except the int8 ones (8-bit integer weights and activations).",
+        "",
+        format_table(rows),
+        "",
+        "Targets and the backends that meet them:",
+        "",
+        *[f"- {target}: {', '.join(backends) or 'none'}" for target, backends in met.items()],
+        "",
+    ])
+    write_text(path, text)
+    return Path(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: the inference benchmark on the course model."""
+    parser = argparse.ArgumentParser(prog="python -m digitlab.infer_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="a tiny benchmark (1,000 test images, few repeats)")
+    parser.add_argument("--fast", action="store_true", help="use the fast-mode course model")
+    parser.add_argument("--out", type=Path, default=REPORT, help=f"benchmark report (default {REPORT})")
+    args = parser.parse_args(argv)
+    from digitlab.data import mnist_splits
+    from digitlab.train import course_model
+
+    net, _ = course_model(fast=args.fast)
+    data = mnist_splits()
+    n_test, repeats = (1000, 200) if args.smoke else (None, 2000)
+    X, y = data["test"]
+    rows = benchmark(net, (X[:n_test], y[:n_test]), data["train"][0][:1000], repeats=repeats)
+    if not args.smoke:
+        flags = " --fast" if args.fast else ""
+        print(write_report(rows, args.out, command=f"python -m digitlab.infer_bench{flags}"))
+
+
+if __name__ == "__main__":
+    sys.exit(report_user_errors(main))

@@ -1,0 +1,43 @@
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from digitlab import settings
+
+
+def test_cpu_flags_are_read_from_linux():
+    flags = settings.cpu_flags()
+    if Path("/proc/cpuinfo").exists() and platform.machine() in ("x86_64", "AMD64"):
+        assert "sse2" in flags  # every x86-64 CPU has it
+    elif not Path("/proc/cpuinfo").exists():
+        assert flags == set()
+
+
+def test_machine_names_the_cpu_and_the_versions():
+    info = settings.machine()
+    assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and info["torch"] == torch.__version__
+    assert info["cores"] == str(os.cpu_count()) and info["threads"] == str(torch.get_num_threads())
+    assert info["python"] == platform.python_version() and info["arch"] == platform.machine()
+    assert info["cpu"] and "\n" not in info["cpu"]
+
+
+@pytest.mark.parametrize(("value", "fast"), [("1", True), ("0", False), ("", False), (None, False)])
+def test_quick_mode_is_read_once_from_the_environment(value, fast):
+    env = {k: v for k, v in os.environ.items() if k != "DIGITLAB_FAST"}
+    if value is not None:
+        env["DIGITLAB_FAST"] = value
+    code = "import digitlab, digitlab.settings; print(digitlab.FAST, digitlab.settings.FAST)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [str(fast)] * 2
+
+
+def test_the_paths_are_the_projects_folders():
+    assert (settings.PROJECT_DIR / "pyproject.toml").exists()
+    assert sorted(settings.NOTEBOOKS_DIR.glob("0[1-7]_*.ipynb"))
+    for folder in (settings.MODELS_DIR, settings.RESULTS_DIR, settings.BENCHMARKS_DIR, settings.BUILD_DIR):
+        assert folder.parent == settings.PROJECT_DIR
