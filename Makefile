@@ -31,11 +31,8 @@ lab: data  ## start JupyterLab on the course notebooks (the learner's lab: no in
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# The unit tests run in two processes (pytest-xdist; a test file stays in one); the notebooks then run one at a
-# time, since chapters 06 and 07 time code and compare the timings.
-test: lint  ## ruff, the unit tests, then every notebook in fast mode (nbval)
-	DIGITLAB_FAST=1 $(PY) -m pytest -n 2 --dist loadfile tests
-	DIGITLAB_FAST=1 $(PY) -m pytest notebooks --nbval-lax --nbval-current-env
+test: lint  ## ruff, then the unit tests and every notebook in fast mode (nbval), in one pytest run
+	DIGITLAB_FAST=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env
 
 test-oldest:  ## the unit tests with the oldest versions pyproject.toml allows (constraints-oldest.txt), in .venv-oldest
 	test -x .venv-oldest/bin/python || $(PYTHON) -m venv .venv-oldest
