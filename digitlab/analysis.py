@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from digitlab.train import batched_logits, eval_mode
+from digitlab.models import eval_mode
+from digitlab.train import batched_logits
 
 
 def split_logits(net: nn.Module, X: Tensor, batch_size: int = 1000) -> Tensor:

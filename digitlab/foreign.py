@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from torch import Tensor, nn
 
+from digitlab.data import normalize
 from digitlab.errors import DigitlabError
 from digitlab.preprocess import to_mnist
 
@@ -220,8 +221,6 @@ def font_image(digit: int, rng: np.random.Generator, fonts: list[str]) -> tuple[
 
 def typed_digits(n: int, seed: int = TYPED_SEED) -> tuple[Tensor, Tensor]:
     """`n` typed digits (0 to 9 in turn) in the tune part's fonts, through `to_mnist`: normalised images and labels."""
-    from digitlab.data import normalize
-
     rng = np.random.default_rng(seed)
     labels = [i % 10 for i in range(n)]
     images = [to_mnist(font_image(digit, rng, FONTS["tune"])[0]) for digit in labels]

@@ -143,17 +143,17 @@ def lr_schedule(schedule: str, lr: float, num_epochs: int, steps_per_epoch: int)
     from digitlab.train import SCHEDULES, make_optimizer, make_scheduler
 
     opt = make_optimizer("sgd", [torch.zeros(1, requires_grad=True)], lr)
-    scheduler = make_scheduler(schedule, opt, num_epochs, steps_per_epoch)
-    if SCHEDULES[schedule] == "val_loss":
+    scheduler, step_after = make_scheduler(schedule, opt, num_epochs, steps_per_epoch), SCHEDULES[schedule]
+    if step_after == "val_loss":
         raise ValueError(f"the {schedule!r} schedule depends on the validation loss: plot history['lr'] instead.")
     lrs = []
     for _ in range(num_epochs):  # stepped as fit steps it
         for _ in range(steps_per_epoch):
             lrs.append(opt.param_groups[0]["lr"])
             opt.step()
-            if SCHEDULES[schedule] == "batch":
+            if step_after == "batch":
                 scheduler.step()
-        if SCHEDULES[schedule] == "epoch":
+        if step_after == "epoch":
             scheduler.step()
     return lrs
 

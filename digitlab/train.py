@@ -356,9 +356,13 @@ def _read_checkpoint(path: Path, device: str):
 
 def training_set(n_train: int | None = None, typed_digits: int = 0) -> tuple[Tensor, Tensor]:
     """`n_train` MNIST training images (None: all 55,000) followed by `typed_digits` typed ones, with labels."""
-    X, y = mnist_splits(n_train=n_train)["train"]
+    return _with_typed(mnist_splits(n_train=n_train)["train"], typed_digits)
+
+
+def _with_typed(train: tuple[Tensor, Tensor], typed_digits: int) -> tuple[Tensor, Tensor]:
+    """Training images and labels with `typed_digits` typed digits appended."""
     X_typed, y_typed = foreign.typed_digits(typed_digits)
-    return torch.cat([X, X_typed]), torch.cat([y, y_typed])
+    return torch.cat([train[0], X_typed]), torch.cat([train[1], y_typed])
 
 
 def load_or_train(name: str, num_epochs: int = 10, n_train: int | None = None, seed: int = 0,
@@ -380,9 +384,9 @@ def load_or_train(name: str, num_epochs: int = 10, n_train: int | None = None, s
     check_settings(num_epochs=num_epochs, **{k: v for k, v in fit_kwargs.items() if k in SETTINGS})
     check_writable(path)
     set_seed(seed)
-    X_val, y_val = mnist_splits()["val"]  # the fixed split, whatever the training seed
+    data = mnist_splits(n_train=n_train)  # the fixed split, whatever the training seed
     net = DigitRecognitionCNN(**(model_kwargs or {}))
-    history = fit(net, training_set(n_train, typed_digits), (X_val, y_val), num_epochs=num_epochs, seed=seed,
+    history = fit(net, _with_typed(data["train"], typed_digits), data["val"], num_epochs=num_epochs, seed=seed,
                   device=device, progress=progress, **fit_kwargs)
     if len(history["epoch"]) == num_epochs:
         save(net, path, history=history, train_config=config)
