@@ -32,7 +32,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 test: lint  ## ruff, then the unit tests and every notebook in fast mode (nbval), in one pytest run
-	DIGITLAB_FAST=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env
+	DIGITLAB_FAST=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --durations=15
 
 test-oldest:  ## the unit tests with the oldest versions pyproject.toml allows (constraints-oldest.txt), in .venv-oldest
 	test -x .venv-oldest/bin/python || $(PYTHON) -m venv .venv-oldest

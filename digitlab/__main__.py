@@ -6,11 +6,13 @@ import argparse
 import sys
 import time
 
+from digitlab.checkpoints import load, save
+from digitlab.config import SCHEDULES, RunConfig
 from digitlab.data import load_mnist, mnist_splits
-from digitlab.errors import DigitlabError, report_user_errors
+from digitlab.errors import report_user_errors
 from digitlab.files import check_writable
 from digitlab.models import DigitRecognitionCNN
-from digitlab.train import PRECISIONS, SCHEDULES, check_settings, evaluate, fit, get_device, load, save, set_seed
+from digitlab.train import PRECISIONS, evaluate, fit, get_device, set_seed
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -37,19 +39,17 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def train(args: argparse.Namespace) -> int:
     """Train and save a checkpoint; settings and `--out` are checked before any data is loaded."""
-    check_settings(num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
-    if args.n_train is not None and not 0 < args.n_train <= 55_000:
-        raise DigitlabError(f"--n-train must be from 1 to 55,000, not {args.n_train}.")
+    config = RunConfig(n_train=args.n_train, num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       schedule=args.schedule)
     device = get_device(args.device)
     check_writable(args.out)
     set_seed(args.seed)
-    data = mnist_splits(n_train=args.n_train)
-    net = DigitRecognitionCNN()
-    print(f"Training on {len(data['train'][1]):,} images for {args.epochs} epoch(s) on {device}")
+    data = mnist_splits(n_train=config.n_train)
+    net = DigitRecognitionCNN(**config.settings("model"))
+    print(f"Training on {len(data['train'][1]):,} images for {config.num_epochs} epoch(s) on {device}")
     start = time.perf_counter()
-    history = fit(net, data["train"], data["val"], num_epochs=args.epochs, lr=args.lr,
-                  batch_size=args.batch_size, schedule=args.schedule, seed=args.seed,
-                  device=args.device, precision=args.precision)
+    history = fit(net, data["train"], data["val"], seed=args.seed, device=args.device, precision=args.precision,
+                  **config.settings("fit"))
     for i, epoch in enumerate(history["epoch"]):
         print(f"epoch {epoch}: train loss {history['train_loss'][i]:.4f}, "
               f"val accuracy {history['val_acc'][i]:.4f}, {history['seconds'][i]:.1f} s")

@@ -1,7 +1,8 @@
-"""Ablation grids: declare factors and seeds, run each config resumably, summarise over seeds."""
+"""Ablation grids: declare configs and seeds, run each resumably, summarise the runs over seeds."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import itertools
@@ -15,69 +16,50 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from digitlab import config as run_config
 from digitlab import data, models, train
+from digitlab.config import RunConfig, training_set
 from digitlab.data import mnist_splits, stratified_split
 from digitlab.errors import DigitlabError
 from digitlab.files import locked, write_text
 from digitlab.models import DigitRecognitionCNN
 from digitlab.settings import BUILD_DIR, RESULTS_DIR, machine
-from digitlab.train import OPTIMIZERS, SCHEDULES, evaluate, fit, set_seed
+from digitlab.train import evaluate, fit, set_seed
 
 RESULTS = RESULTS_DIR / "ablation.jsonl"
 # Notebook 04's exercises save fast-mode runs here, never in the full-mode grid (the grader sets DIGITLAB_RESULTS).
 FAST_EXERCISE_RESULTS = BUILD_DIR / "fast-exercise-runs.jsonl"
 
-# The paper's network with the chapter's small-data training settings. A config is this dict
-# with some values changed; `n_train=None` means all 55,000 training images.
-PAPER = {"n_train": 1000, "num_epochs": 15, "batch_size": 64, "lr": 1e-3, "optimizer": "adam",
-         "schedule": "onecycle", "weight_decay": 0.0, "augment": False,
-         "batch_norm": True, "dropout1": 0.25, "dropout2": 0.5}
+# The paper's network with the chapter's small-data training settings; a config is this one with some
+# settings changed (`make_config`).
+PAPER = RunConfig(n_train=1000, num_epochs=15, batch_size=64, lr=1e-3, schedule="onecycle")
 # The same network with none of the paper's three techniques against overfitting.
-BARE = {**PAPER, "batch_norm": False, "dropout1": 0.0, "dropout2": 0.0, "schedule": "none"}
-MODEL_KEYS = ("batch_norm", "dropout1", "dropout2")
-TYPES = {"num_epochs": int, "batch_size": int, "lr": float, "optimizer": str, "schedule": str,
-         "weight_decay": float, "augment": bool, "batch_norm": bool, "dropout1": float, "dropout2": float}
+BARE = dataclasses.replace(PAPER, batch_norm=False, dropout1=0.0, dropout2=0.0, schedule="none")
 N_VAL = 1000          # validation images scored after every epoch (a fixed stratified part of the 5,000)
 N_TRAIN_EVAL = 5000   # at most this many training images are re-scored at the end for train accuracy
 
 
-def make_config(base: dict = PAPER, **changes) -> dict:
-    """`base` with `changes`; `dropout=p` (or a pair) sets both dropout rates."""
+def make_config(base: RunConfig | dict = PAPER, **changes) -> RunConfig:
+    """`base` (a RunConfig, or a record's config) with `changes`; `dropout=p` (or a pair) sets both dropout rates."""
     if "dropout" in changes:
         p = changes.pop("dropout")
         changes["dropout1"], changes["dropout2"] = (p, p) if np.isscalar(p) else p
-    unknown = set(changes) - set(PAPER)
-    if unknown:
-        raise ValueError(f"Unknown config keys {sorted(unknown)}; a config has the keys {sorted(PAPER)} "
-                         "(and `dropout` to set both dropout rates).")
-    config = {**base, **changes}
-    if set(config) != set(PAPER):
-        raise ValueError(f"A config needs exactly the keys {sorted(PAPER)}; got {sorted(config)}.")
-    for key, kind in TYPES.items():  # one spelling per value (0.0, not 0), so equal configs hash alike
-        value = config[key]
-        allowed = (int, float) if kind is float else kind
-        if isinstance(value, bool) != (kind is bool) or not isinstance(value, allowed):
-            raise TypeError(f"config[{key!r}] must be a {kind.__name__}, not {value!r}.")
-        config[key] = kind(value)
-    n = config["n_train"]
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= 55_000):
-        raise ValueError(f"n_train must be a whole number from 1 to 55,000 (or None for all), not {n!r}.")
-    if n == 55_000:
-        config["n_train"] = None
-    for key, names in [("optimizer", OPTIMIZERS), ("schedule", SCHEDULES)]:
-        if config[key] not in names:
-            raise ValueError(f"{key} must be one of {list(names)}, not {config[key]!r}.")
-    return config
+    settings = {**base, **changes}
+    names = {f.name for f in dataclasses.fields(RunConfig)}
+    if set(settings) - names:
+        raise DigitlabError(f"Unknown config keys {sorted(set(settings) - names)}; a config has the keys "
+                            f"{sorted(names)} (and `dropout` to set both dropout rates).")
+    return RunConfig(**settings)
 
 
-def grid(base: dict = PAPER, **factors) -> list[dict]:
+def grid(base: RunConfig = PAPER, **factors) -> list[RunConfig]:
     """Every combination of the factors' values (a full factorial), each applied to `base`."""
     names = list(factors)
     return [make_config(base, **dict(zip(names, values, strict=True)))
             for values in itertools.product(*(factors[n] for n in names))]
 
 
-def one_at_a_time(base: dict = PAPER, **factors) -> list[dict]:
+def one_at_a_time(base: RunConfig = PAPER, **factors) -> list[RunConfig]:
     """`base`, then `base` with one factor changed to each of its other values."""
     configs = [make_config(base)]
     for name, values in factors.items():
@@ -88,52 +70,52 @@ def one_at_a_time(base: dict = PAPER, **factors) -> list[dict]:
     return configs
 
 
-def config_key(config: dict) -> str:
-    """A short stable hash that names a config."""
-    return hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
-
-
-def label(config: dict, ref: dict = PAPER, ref_name: str | None = None) -> str:
+def label(config: RunConfig | dict, ref: RunConfig = PAPER, ref_name: str | None = None) -> str:
     """A short name for `config` that lists how it differs from `ref` (`ref_name` if it does not)."""
+    config, ref = make_config(config), make_config(ref)
     parts = []
-    if config["batch_norm"] != ref["batch_norm"]:
-        parts.append("+BN" if config["batch_norm"] else "-BN")
-    drop, ref_drop = (config["dropout1"], config["dropout2"]), (ref["dropout1"], ref["dropout2"])
+    if config.batch_norm != ref.batch_norm:
+        parts.append("+BN" if config.batch_norm else "-BN")
+    drop, ref_drop = (config.dropout1, config.dropout2), (ref.dropout1, ref.dropout2)
     if drop != ref_drop:
         parts.append("-dropout" if drop == (0, 0) else
                      f"dropout {drop[0]:g}" if drop[0] == drop[1] else f"dropout {drop[0]:g}/{drop[1]:g}")
-    if config["schedule"] != ref["schedule"]:
-        parts.append("-schedule" if config["schedule"] == "none" else f"{config['schedule']} schedule")
-    if config["augment"] != ref["augment"]:
-        parts.append("+augment" if config["augment"] else "-augment")
-    if config["weight_decay"] != ref["weight_decay"]:
-        parts.append(f"wd {config['weight_decay']:g}")
-    if config["n_train"] != ref["n_train"]:
-        parts.append(f"{config['n_train'] or 55000:,} images")
-    if config["num_epochs"] != ref["num_epochs"]:
-        parts.append(f"{config['num_epochs']} epochs")
+    if config.schedule != ref.schedule:
+        parts.append("-schedule" if config.schedule == "none" else f"{config.schedule} schedule")
+    if config.augment != ref.augment:
+        parts.append("+augment" if config.augment else "-augment")
+    if config.weight_decay != ref.weight_decay:
+        parts.append(f"wd {config.weight_decay:g}")
+    if config.n_train != ref.n_train:
+        parts.append(f"{config.n_train or 55000:,} images")
+    if config.typed_digits != ref.typed_digits:
+        parts.append(f"{config.typed_digits:,} typed digits")
+    if config.num_epochs != ref.num_epochs:
+        parts.append(f"{config.num_epochs} epochs")
     for key in ("batch_size", "lr", "optimizer"):
-        if config[key] != ref[key]:
-            parts.append(f"{key} {config[key]:g}" if key == "lr" else f"{key} {config[key]}")
+        value = getattr(config, key)
+        if value != getattr(ref, key):
+            parts.append(f"{key} {value:g}" if key == "lr" else f"{key} {value}")
     if not parts:
         return ref_name or ("paper" if ref == PAPER else "bare" if ref == BARE else "reference")
     return " ".join(parts)
 
 
-# Names in digitlab.data, .models and .train that a run never uses: editing them leaves results current.
-NOT_IN_A_RUN = {"RECIPE", "FAST_RECIPE", "course_model", "load_or_train", "training_set", "_with_typed", "save",
-                "load", "predict", "predict_proba", "_as_images", "cpu_name", "cpu_capability", "run_info",
-                "count_parameters", "summary", "MNISTDataset"}
+# Names in digitlab.config, .data, .models and .train that a run never uses: editing them leaves results current.
+NOT_IN_A_RUN = {"RECIPE", "FAST_RECIPE", "lr_schedule", "predict", "predict_proba", "batched_logits", "_as_images",
+                "run_info", "count_parameters", "summary", "MNISTDataset"}
 
 
 def code_version() -> str:
-    """A hash of the course's code that decides a run's numbers: data, model and training code, `run_one`.
+    """A hash of the course's code that decides a run's numbers: config, data, model and training code, `run_one`.
 
     The torch version, device, precision and CPU are recorded in each record, not hashed: a saved record
     stays current on any machine and any supported torch as long as the course's own code is unchanged.
+    The typed digits of a config with `typed_digits` come from `digitlab.foreign`, which is not hashed: the
+    grids of the course use none.
     """
     parts = [inspect.getsource(run_one)]
-    for module in (data, models, train):
+    for module in (run_config, data, models, train):
         for name, obj in sorted(vars(module).items()):
             if name in NOT_IN_A_RUN:
                 continue
@@ -164,13 +146,13 @@ def provenance(records: list[dict]) -> str:
     return "\n".join(f"{n} run(s): {setup}" for setup, n in counts.items())
 
 
-def load_data(n_train: int | None) -> dict:
-    """The fixed splits for `n_train` images, plus the per-epoch validation part and a training sample."""
-    splits = mnist_splits(n_train=n_train)
+def load_data(config: RunConfig) -> dict:
+    """The fixed splits `config` trains and is scored on, plus the per-epoch validation part and a training sample."""
+    splits = mnist_splits(n_train=config.n_train)
     X_val, y_val = splits["val"]
     _, keep = stratified_split(y_val, N_VAL, seed=0)
     X, y = splits["train"]
-    return {**splits, "val_epoch": (X_val[keep], y_val[keep]),
+    return {**splits, "train": training_set(config, splits), "val_epoch": (X_val[keep], y_val[keep]),
             "train_eval": (X[:N_TRAIN_EVAL], y[:N_TRAIN_EVAL])}
 
 
@@ -178,21 +160,20 @@ def run_one(config: dict, seed: int, splits: dict | None = None, device: str = "
             progress: bool = False) -> dict:
     """Train the config once with `seed` and return its record (config, history, final metrics)."""
     config = make_config(config)
-    splits = splits or load_data(config["n_train"])
+    splits = splits or load_data(config)
     set_seed(seed)
-    net = DigitRecognitionCNN(**{k: config[k] for k in MODEL_KEYS})
-    fit_kwargs = {k: v for k, v in config.items() if k not in MODEL_KEYS and k != "n_train"}
+    net = DigitRecognitionCNN(**config.settings("model"))
     start = time.perf_counter()
     history = fit(net, splits["train"], splits["val_epoch"], seed=seed, device=device, precision=precision,
-                  progress=progress, **fit_kwargs)
+                  progress=progress, **config.settings("fit"))
     run = history.pop("run")
-    if len(history["epoch"]) < config["num_epochs"]:
+    if len(history["epoch"]) < config.num_epochs:
         raise KeyboardInterrupt("Training was interrupted; the run is not recorded.")
     final = {}
     for split, (X, y) in [("train", splits["train_eval"]), ("val", splits["val"]), ("test", splits["test"])]:
         final[f"{split}_loss"], final[f"{split}_acc"] = evaluate(net, X, y)
     final["gap"] = final["train_acc"] - final["val_acc"]
-    return {"key": config_key(config), "seed": seed, "code": code_version(), "config": config,
+    return {"key": config.key(), "seed": seed, "code": code_version(), "config": dict(config),
             "final": final, "history": history, "seconds": time.perf_counter() - start,
             "machine": "{cpu} ({arch})".format(**machine()), **{k: run[k] for k in RUN_FIELDS},
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -240,15 +221,16 @@ def save_record(record: dict, path: str | Path) -> None:
         write_text(path, "\n".join(lines) + "\n")
 
 
-def find(records: list[dict], config: dict, seed: int, code: str | None = None) -> dict | None:
+def find(records: list[dict], config: RunConfig, seed: int, code: str | None = None) -> dict | None:
     """The record of `config` and `seed` (made by code version `code` if given), or None."""
+    config = make_config(config)
     for r in records:
         if r["config"] == config and r["seed"] == seed and code in (None, r["code"]):
             return r
     return None
 
 
-def run_grid(configs: list[dict], seeds: list[int], path: str | Path = RESULTS, *, saved_only: bool = False,
+def run_grid(configs: list[RunConfig], seeds: list[int], path: str | Path = RESULTS, *, saved_only: bool = False,
              device: str = "auto", precision: str = "auto", progress: bool = True) -> list[dict]:
     """Run every (config, seed) that `path` lacks for the current code and return all their records.
 
@@ -272,14 +254,15 @@ def run_grid(configs: list[dict], seeds: list[int], path: str | Path = RESULTS, 
     bar = tqdm(todo, unit="run", disable=not progress or not todo)
     for config, seed in bar:
         bar.set_description(f"{label(config)}, seed {seed}")
-        if config["n_train"] not in cache:
-            cache = {config["n_train"]: load_data(config["n_train"])}
-        save_record(run_one(config, seed, cache[config["n_train"]], device=device, precision=precision), path)
+        data_settings = tuple(config.settings("data").values())
+        if data_settings not in cache:
+            cache = {data_settings: load_data(config)}
+        save_record(run_one(config, seed, cache[data_settings], device=device, precision=precision), path)
     saved = load_records(path)
     return [find(saved, c, s, code) for c in configs for s in seeds]
 
 
-def select(records: list[dict], config: dict) -> list[dict]:
+def select(records: list[dict], config: RunConfig) -> list[dict]:
     """The records of one config (all its seeds)."""
     config = make_config(config)
     return [r for r in records if r["config"] == config]
@@ -298,136 +281,13 @@ def mean_by(records: list[dict], key: str, metric: str) -> dict:
     return {value: float(np.mean(v)) for value, v in groups.items()}
 
 
-# Two-sided 95% critical values of Student's t distribution for 1 to 30 degrees of freedom (numpy has no
-# t quantiles, and scipy is not a dependency). Beyond 30 the value for 30 is used: a slightly wider interval.
-T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-       2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
-
-
-def t95(df: int) -> float:
-    """The two-sided 95% critical value of Student's t with `df` degrees of freedom (df >= 1)."""
-    if isinstance(df, bool) or not isinstance(df, int | np.integer) or df < 1:
-        raise ValueError(f"degrees of freedom must be a whole number of at least 1, not {df!r}.")
-    return T95[min(int(df), len(T95)) - 1]
-
-
-def interval(values) -> dict:
-    """Mean, standard error and 95% t interval of independent repeats (e.g. one difference per seed).
-
-    Returns {"mean", "se", "low", "high", "n", "df"}; with a single value the spread is unknown and
-    se, low and high are NaN.
-    """
-    v = np.asarray(values, dtype=float).ravel()
-    if len(v) == 0:
-        raise ValueError("no values: an interval needs at least one.")
-    n, m = len(v), float(v.mean())
-    if n == 1:
-        return {"mean": m, "se": float("nan"), "low": float("nan"), "high": float("nan"), "n": 1, "df": 0}
-    se = float(v.std(ddof=1) / np.sqrt(n))
-    half = t95(n - 1) * se
-    return {"mean": m, "se": se, "low": m - half, "high": m + half, "n": n, "df": n - 1}
-
-
-def paired_differences(a: list[dict], b: list[dict], metric: str, factor: str | tuple[str, ...] = ()) -> list[float]:
-    """Final `metric` of each run in `a` minus that of its partner in `b`: the run with the same seed.
-
-    Runs with the same seed share the initial weights and the order of the batches, so the difference of a
-    pair is free of most of what a seed changes. Without `factor`, `a` and `b` hold one config each. With
-    `factor` (a config key, or several such as ("dropout1", "dropout2")), a run's partner is the run of `b`
-    whose config differs from its own only in those keys: the pairs of a factorial design.
-    """
-    keys = (factor,) if isinstance(factor, str) else tuple(factor)
-    _refuse_duplicates(a)
-    _refuse_duplicates(b)
-
-    def match(r: dict) -> tuple:
-        rest = {k: v for k, v in r["config"].items() if k not in keys}
-        return (json.dumps(rest, sort_keys=True) if keys else "", r["seed"])
-
-    if not keys:
-        for runs, name in ((a, "a"), (b, "b")):
-            if len({config_key(r["config"]) for r in runs}) > 1:
-                raise ValueError(f"{name} holds several configs: pass the factor that tells them apart, "
-                                 "or one config per side.")
-    partners = {}
-    for r in b:
-        if match(r) in partners:
-            raise ValueError(f"b holds two runs that could partner the same run (seed {r['seed']}); "
-                             "name every config key that differs in `factor`.")
-        partners[match(r)] = r
-    diffs = []
-    for r in a:
-        partner = partners.get(match(r))
-        if partner is None:
-            raise ValueError(f"no run in b to pair with {label(r['config'])!r}, seed {r['seed']}: train the "
-                             "same seeds on both sides.")
-        diffs.append(r["final"][metric] - partner["final"][metric])
-    if not diffs:
-        raise ValueError("a holds no runs.")
-    return diffs
-
-
-def compare(a: list[dict], b: list[dict], metric: str, factor: str | tuple[str, ...] = (),
-            scale: float = 1.0) -> dict:
-    """The mean paired difference a − b in final `metric` (times `scale`) with its 95% interval.
-
-    See `paired_differences` for how runs are paired and `interval` for what is returned; `verdict`
-    reads the result.
-    """
-    return interval(scale * np.array(paired_differences(a, b, metric, factor)))
-
-
-def verdict(result: dict, more: str = "higher", less: str = "lower") -> str:
-    """What an interval from `compare` allows one to say: `more`, `less` or that the seeds cannot tell."""
-    if result["n"] < 2:
-        return "one seed: no interval"
-    if result["low"] > 0:
-        return more
-    if result["high"] < 0:
-        return less
-    return "no difference the seeds can resolve"
-
-
-# Validation metrics and the scale at which `effects` reports them: losses as they are, accuracies in points.
-VAL_METRICS = (("val_loss", 1.0), ("val_acc", 100.0))
-
-
-def effects(comparisons: dict, metrics: tuple = VAL_METRICS) -> pd.DataFrame:
-    """Paired differences with 95% intervals, one row per comparison and metric.
-
-    `comparisons` maps a name to `(a, b)` (one config each, paired on the seed) or `(a, b, factor)` (the
-    pairs of a factorial, see `paired_differences`); `metrics` holds (metric, scale) pairs. The table is
-    indexed by (name, metric) and has the columns of `interval` plus `verdict`.
-    """
-    rows = []
-    for name, (a, b, *factor) in comparisons.items():
-        for metric, scale in metrics:
-            result = compare(a, b, metric, *factor, scale=scale)
-            rows.append({"effect": name, "metric": metric, **result, "verdict": verdict(result)})
-    return pd.DataFrame(rows).set_index(["effect", "metric"])
-
-
-def show_effects(table: pd.DataFrame) -> pd.DataFrame:
-    """An `effects` table for reading: 'mean [low, high]' (losses to 3 decimals, accuracies and gaps in points
-    to 2) and the verdict."""
-    def fmt(row, metric):
-        digits = 3 if metric.endswith("loss") else 2
-        if row["n"] < 2:
-            return f"{row['mean']:+.{digits}f} (one seed)"
-        return f"{row['mean']:+.{digits}f} [{row['low']:+.{digits}f}, {row['high']:+.{digits}f}]"
-
-    return pd.DataFrame({"pairs": table["n"].astype(int),
-                         "difference [95% interval]": [fmt(row, m) for (_, m), row in table.iterrows()],
-                         "verdict": table["verdict"]}, index=table.index)
-
-
-def summarize(records: list[dict], ref: dict = PAPER, ref_name: str | None = None) -> pd.DataFrame:
+def summarize(records: list[dict], ref: RunConfig = PAPER, ref_name: str | None = None) -> pd.DataFrame:
     """Mean and standard deviation over seeds of the final metrics, one row per config, in order.
 
     The `seeds` column says how many runs (one per seed) each row averages.
     """
     metrics = ["train_acc", "val_acc", "gap", "test_acc", "train_loss", "val_loss"]
-    _refuse_duplicates(records)
+    refuse_duplicates(records)
     rows, order = {}, []
     for r in records:
         name = label(r["config"], ref, ref_name)
@@ -444,11 +304,11 @@ def summarize(records: list[dict], ref: dict = PAPER, ref_name: str | None = Non
     return pd.DataFrame(table).set_index("config")
 
 
-def _refuse_duplicates(records: list[dict]) -> None:
+def refuse_duplicates(records: list[dict]) -> None:
     """Refuse a list that holds a config's seed twice: its mean would count that run twice."""
     seen = set()
     for r in records:
-        run = (config_key(r["config"]), r["seed"])
+        run = (make_config(r["config"]), r["seed"])
         if run in seen:
             raise DigitlabError(f"the records hold seed {r['seed']} of {label(r['config'])!r} more than once; "
                                 "a mean over them would count that run twice. Pass each run once.")
@@ -465,7 +325,7 @@ def show(table: pd.DataFrame, metrics: tuple[str, ...] = ("train_acc", "val_acc"
     return out
 
 
-def plot_curves(records: list[dict], metric: str = "val_loss", ref: dict = PAPER, ref_name: str | None = None,
+def plot_curves(records: list[dict], metric: str = "val_loss", ref: RunConfig = PAPER, ref_name: str | None = None,
                 ax=None):
     """One line per config: `metric` per epoch, the mean over seeds, with each seed faint behind it."""
     ax = ax or plt.subplots(figsize=(6, 4))[1]

@@ -17,11 +17,11 @@ import nbformat
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
+from digitlab.checkpoints import course_model
 from digitlab.errors import report_user_errors
 from digitlab.files import atomic_path, write_text
 from digitlab.settings import BUILD_DIR
 from digitlab.student import NOTEBOOKS_DIR, is_exercise, show_solution_cells
-from digitlab.train import course_model
 
 COURSE_DIR = BUILD_DIR / "course"
 STEPS = ("source", "release", "submitted", "autograded", "feedback")

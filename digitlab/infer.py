@@ -325,7 +325,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="write model.pt (TorchScript) and model.onnx of the course model into DIR")
     parser.add_argument("--fast", action="store_true", help="use the fast-mode course model")
     args = parser.parse_args(argv)
-    from digitlab.train import course_model
+    from digitlab.checkpoints import course_model
 
     net, _ = course_model(fast=args.fast)
     print(export_torchscript(net, args.export / "model.pt"))

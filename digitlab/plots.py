@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from cycler import cycler
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
@@ -105,7 +104,7 @@ def plot_effects(table, xlabel: str = "difference", ax=None, title: str | None =
     """Effects with their 95% intervals, one row each: a dot at the mean, a bar from `low` to `high`.
 
     `table` is a DataFrame (or dict of dicts) with the columns mean, low and high, one row per effect, as
-    `digitlab.ablation.compare` returns them. Intervals that exclude 0 are drawn in blue and filled; those
+    `digitlab.stats.compare` returns them. Intervals that exclude 0 are drawn in blue and filled; those
     that include 0 in grey and open, so the two kinds differ in shape as well as colour; `legend` says which is
     which, beside the axes. Return the axes.
     """
@@ -136,26 +135,6 @@ def plot_effects(table, xlabel: str = "difference", ax=None, title: str | None =
     if title:
         ax.set_title(title)
     return ax
-
-
-def lr_schedule(schedule: str, lr: float, num_epochs: int, steps_per_epoch: int) -> list[float]:
-    """The learning rate at every optimisation step of `digitlab.fit`'s `schedule` (without `plateau`)."""
-    from digitlab.train import SCHEDULES, make_optimizer, make_scheduler
-
-    opt = make_optimizer("sgd", [torch.zeros(1, requires_grad=True)], lr)
-    scheduler, step_after = make_scheduler(schedule, opt, num_epochs, steps_per_epoch), SCHEDULES[schedule]
-    if step_after == "val_loss":
-        raise ValueError(f"the {schedule!r} schedule depends on the validation loss: plot history['lr'] instead.")
-    lrs = []
-    for _ in range(num_epochs):  # stepped as fit steps it
-        for _ in range(steps_per_epoch):
-            lrs.append(opt.param_groups[0]["lr"])
-            opt.step()
-            if step_after == "batch":
-                scheduler.step()
-        if step_after == "epoch":
-            scheduler.step()
-    return lrs
 
 
 def plot_embedding(Z, y, ax=None, size: float = 2.0, title: str | None = None):
@@ -319,13 +298,18 @@ def plot_preprocess_steps(steps: dict, probs: Tensor | None = None):
     return fig
 
 
-def plot_benchmark(rows: list[dict], p50_target_ms: float = 0.1, throughput_target: float = 20_000):
-    """Single-image p50 latency and batch throughput of each inference path, with the targets; return the axes.
+def plot_benchmark(rows: list[dict], targets: dict[str, float] | None = None):
+    """Single-image p50 latency and batch throughput of each inference path, with the targets (those of
+    `infer_bench.TARGETS` unless given); return the axes.
 
     Bars are labelled with their values (e.g. "0.150 ms", "5,460"); the legend sits below the panels,
     clear of the bars."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
+
+    from digitlab.infer_bench import TARGETS
+
+    p50_target_ms, throughput_target = (targets or TARGETS)["latency"], (targets or TARGETS)["throughput"]
 
     rows = [r for r in rows if "skipped" not in r]
     names = [r["backend"] for r in rows]

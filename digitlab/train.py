@@ -1,9 +1,7 @@
-"""Train, evaluate, predict with and checkpoint a network."""
+"""Train a network, evaluate it and predict with it."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import random
 import time
@@ -15,34 +13,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from digitlab import foreign
-from digitlab.data import Batches, check_inputs, mnist_splits, normalize
-from digitlab.errors import DigitlabError, DivergedError, MissingFileError
-from digitlab.files import atomic_path, check_writable
-from digitlab.models import DigitRecognitionCNN, eval_mode
-from digitlab.settings import MODELS_DIR, cpu_capability, cpu_name
+from digitlab.config import OPTIMIZERS, SCHEDULES, check_settings, one_of
+from digitlab.data import Batches, check_inputs, normalize
+from digitlab.errors import DigitlabError, DivergedError
+from digitlab.models import eval_mode
+from digitlab.settings import cpu_capability, cpu_name
 
-ARCHITECTURES = {"DigitRecognitionCNN": DigitRecognitionCNN}
 PRECISIONS = ("fp32", "bf16")  # float32 everywhere, or bfloat16 autocast for the forward pass
-
-# The course's training recipe for the paper's network. Notebooks 03, 05 and 06 share the
-# checkpoint it makes (`course_model`); fast mode trains less so that CI stays quick.
-# `typed_digits` digits typed in fonts (digitlab.foreign.typed_digits) join the MNIST training images, so that
-# the network also reads printed digits (chapter 06); the quick recipe keeps about the same share of them.
-# Measured once each (seed 0) on a 2-core AMD EPYC (Zen 3) CPU, torch 2.14: RECIPE trains in 218 s to
-# 99.43% test accuracy; FAST_RECIPE in 14 s to 97.78%. benchmarks/RESULTS.md has the benchmark's numbers.
-RECIPE = {"num_epochs": 6, "batch_size": 128, "lr": 6e-3, "schedule": "onecycle", "augment": True,
-          "typed_digits": 5000}
-FAST_RECIPE = {**RECIPE, "num_epochs": 2, "n_train": 10_000, "typed_digits": 1000}
-OPTIMIZERS = ("adam", "adamw", "sgd", "adadelta")
-# The learning-rate schedules (`make_scheduler` makes them) and when `fit` steps each: after every batch, after
-# every epoch, after every epoch given the validation loss, or never.
-SCHEDULES = {"none": None, "step": "epoch", "onecycle": "batch", "plateau": "val_loss"}
 # Divergence: an epoch's mean loss this many times the first batch's (course runs stay below 1.1 times),
 # or, at the end of 2 or more epochs on this many images, training accuracy this close to guessing (10%).
 DIVERGED_LOSS_RATIO = 10.0
 CHANCE_ACC, CHANCE_MIN_IMAGES = 0.15, 500
-SETTINGS = ("batch_size", "lr", "optimizer", "schedule")  # fit's keywords that check_settings checks
 
 
 def set_seed(seed: int) -> None:
@@ -107,7 +88,7 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
         return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     if name == "adadelta":
         return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be {_one_of(OPTIMIZERS)}, not {name!r}.")
+    raise ValueError(f"optimizer must be {one_of(OPTIMIZERS)}, not {name!r}.")
 
 
 def make_scheduler(name: str, optimizer: torch.optim.Optimizer, num_epochs: int,
@@ -123,13 +104,25 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, num_epochs: int,
             optimizer, max_lr=max_lr, total_steps=num_epochs * steps_per_epoch)
     if name == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
-    raise ValueError(f"schedule must be {_one_of(SCHEDULES)}, not {name!r}.")
+    raise ValueError(f"schedule must be {one_of(SCHEDULES)}, not {name!r}.")
 
 
-def _one_of(names) -> str:
-    """'a', 'b' or 'c': the allowed names, for an error message."""
-    quoted = [repr(n) for n in names]
-    return f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+def lr_schedule(schedule: str, lr: float, num_epochs: int, steps_per_epoch: int) -> list[float]:
+    """The learning rate at every optimisation step of `digitlab.fit`'s `schedule` (without `plateau`)."""
+    opt = make_optimizer("sgd", [torch.zeros(1, requires_grad=True)], lr)
+    scheduler, step_after = make_scheduler(schedule, opt, num_epochs, steps_per_epoch), SCHEDULES[schedule]
+    if step_after == "val_loss":
+        raise ValueError(f"the {schedule!r} schedule depends on the validation loss: plot history['lr'] instead.")
+    lrs = []
+    for _ in range(num_epochs):  # stepped as fit steps it
+        for _ in range(steps_per_epoch):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            if step_after == "batch":
+                scheduler.step()
+        if step_after == "epoch":
+            scheduler.step()
+    return lrs
 
 
 def evaluate(net: nn.Module, X: Tensor, y: Tensor, batch_size: int = 1000) -> tuple[float, float]:
@@ -149,20 +142,6 @@ def evaluate(net: nn.Module, X: Tensor, y: Tensor, batch_size: int = 1000) -> tu
 def to_channels_last(X: Tensor) -> Tensor:
     """Images [N, C, H, W] stored channels-last (pixel by pixel), the layout fastest for CPU convolutions."""
     return X.contiguous(memory_format=torch.channels_last)
-
-
-def check_settings(num_epochs: int = 1, batch_size: int = 1, lr: float = 1e-3, optimizer: str = "adam",
-                   schedule: str = "none") -> None:
-    """Refuse settings that cannot train, before any data is loaded or moved."""
-    for name, value in [("num_epochs", num_epochs), ("batch_size", batch_size)]:
-        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-            raise DigitlabError(f"{name} must be a whole number of at least 1, not {value!r}.")
-    if not lr > 0:
-        raise DigitlabError(f"lr must be a positive number, not {lr!r}.")
-    if optimizer not in OPTIMIZERS:
-        raise DigitlabError(f"optimizer must be {_one_of(OPTIMIZERS)}, not {optimizer!r}.")
-    if schedule not in SCHEDULES:
-        raise DigitlabError(f"schedule must be {_one_of(SCHEDULES)}, not {schedule!r}.")
 
 
 def _check_fit(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None, **settings) -> None:
@@ -299,100 +278,3 @@ def predict(net: nn.Module, images, batch_size: int = 1000) -> Tensor:
     return predict_proba(net, images, batch_size).argmax(1)
 
 
-def save(net: nn.Module, path: str | Path, **meta) -> Path:
-    """Write a checkpoint (architecture, its options, weights, `meta`) atomically to `path`."""
-    checkpoint = {"arch": type(net).__name__, "config": getattr(net, "config", {}),
-                  "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                  "meta": meta}
-    with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
-    return Path(path)
-
-
-def load(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
-    """Read a checkpoint written by `save` (or a bare state_dict of the paper's network)."""
-    path = Path(path)
-    checkpoint = _read_checkpoint(path, device)
-    if isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, Tensor) for v in checkpoint.values()):
-        checkpoint = {"arch": "DigitRecognitionCNN", "config": {}, "state_dict": checkpoint, "meta": {}}
-    if not isinstance(checkpoint, dict) or not {"arch", "state_dict"} <= checkpoint.keys():
-        raise DigitlabError(f"{path} is not a digitlab checkpoint: write checkpoints with digitlab.save.")
-    arch = checkpoint["arch"]
-    if arch not in ARCHITECTURES:
-        raise DigitlabError(f"{path} holds a {arch!r}, which digitlab does not know; "
-                            f"known architectures: {', '.join(ARCHITECTURES)}.")
-    config = checkpoint.get("config", {})
-    try:
-        net = ARCHITECTURES[arch](**config)
-    except TypeError:
-        raise DigitlabError(f"{path} is not a checkpoint of this digitlab: its {arch} options {config} are not "
-                            f"all options of {arch}.") from None
-    try:
-        net.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as err:
-        raise DigitlabError(f"{path} was saved from a different architecture than {arch}"
-                            f"({config}):\n{err}") from err
-    return net.to(device).eval(), checkpoint.get("meta", {})
-
-
-def _read_checkpoint(path: Path, device: str):
-    """The object in a checkpoint file, read safely (tensors and plain data only), or a clear error."""
-    if not path.exists():
-        raise MissingFileError(f"No checkpoint at {path}. Train one with "
-                               f"`python -m digitlab train --out {path}`.")
-    if path.is_dir():
-        raise DigitlabError(f"{path} is a folder, not a checkpoint file.")
-    if path.stat().st_size == 0:
-        raise DigitlabError(f"{path} is empty (0 bytes): not a digitlab checkpoint. Its writer was "
-                            "probably stopped; train it again.")
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except PermissionError:
-        raise DigitlabError(f"{path}: permission denied; make it readable (chmod a+r).") from None
-    except Exception:  # PyTorch's own message advises weights_only=False: unsafe for a file of unknown origin
-        raise DigitlabError(f"{path} is not a digitlab checkpoint: it is not a readable PyTorch checkpoint, or "
-                            "it holds more than tensors and plain data, which digitlab never loads.") from None
-
-
-def training_set(n_train: int | None = None, typed_digits: int = 0) -> tuple[Tensor, Tensor]:
-    """`n_train` MNIST training images (None: all 55,000) followed by `typed_digits` typed ones, with labels."""
-    return _with_typed(mnist_splits(n_train=n_train)["train"], typed_digits)
-
-
-def _with_typed(train: tuple[Tensor, Tensor], typed_digits: int) -> tuple[Tensor, Tensor]:
-    """Training images and labels with `typed_digits` typed digits appended."""
-    X_typed, y_typed = foreign.typed_digits(typed_digits)
-    return torch.cat([train[0], X_typed]), torch.cat([train[1], y_typed])
-
-
-def load_or_train(name: str, num_epochs: int = 10, n_train: int | None = None, seed: int = 0,
-                  model_kwargs: dict | None = None, typed_digits: int = 0, models_dir: str | Path = MODELS_DIR,
-                  device: str = "auto", progress: bool = True, **fit_kwargs) -> tuple[nn.Module, dict]:
-    """Load the checkpoint trained with exactly these settings from `models_dir`, or train and save it.
-
-    It trains on `training_set(n_train, typed_digits)` and validates on MNIST's fixed validation split.
-    """
-    config = {"num_epochs": num_epochs, "n_train": n_train, "seed": seed,
-              "model_kwargs": model_kwargs or {}, **fit_kwargs}
-    if typed_digits:  # only then: the settings, and so the file names, of networks trained without stay as they were
-        config["typed_digits"] = typed_digits
-    key = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
-    path = Path(models_dir) / f"{name}-{key}.pt"
-    if path.exists():
-        net, meta = load(path, device=str(get_device(device)))
-        return net, meta["history"]
-    check_settings(num_epochs=num_epochs, **{k: v for k, v in fit_kwargs.items() if k in SETTINGS})
-    check_writable(path)
-    set_seed(seed)
-    data = mnist_splits(n_train=n_train)  # the fixed split, whatever the training seed
-    net = DigitRecognitionCNN(**(model_kwargs or {}))
-    history = fit(net, _with_typed(data["train"], typed_digits), data["val"], num_epochs=num_epochs, seed=seed,
-                  device=device, progress=progress, **fit_kwargs)
-    if len(history["epoch"]) == num_epochs:
-        save(net, path, history=history, train_config=config)
-    return net, history
-
-
-def course_model(fast: bool = False, progress: bool = True) -> tuple[nn.Module, dict]:
-    """The paper's network trained with the course recipe (FAST_RECIPE if `fast`), cached in models/."""
-    return load_or_train("seed", progress=progress, **(FAST_RECIPE if fast else RECIPE))

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from digitlab.analysis import confusion_matrix, find_mistakes, saliency, top_confusions
 from digitlab.plots import plot_mistake, plot_preprocess_steps
 from digitlab.preprocess import preprocess_steps, to_mnist
+from digitlab.strokes import draw_strokes
 
 
 class _Noted:
@@ -111,19 +112,9 @@ def rasterize(strokes: list[list[tuple[float, float]]], size: int | None = None,
     """Strokes (lists of (x, y) canvas points) -> a uint8 picture [size, size], white ink on black.
 
     `size` and `width` default to the module's PAD_SIZE and PEN_WIDTH as they are at the call."""
-    from PIL import Image, ImageDraw
-
     size = PAD_SIZE if size is None else size
     width = PEN_WIDTH if width is None else width
-    picture = Image.new("L", (size, size), 0)
-    draw = ImageDraw.Draw(picture)
-    r = width / 2
-    for stroke in strokes:
-        if len(stroke) > 1:
-            draw.line(stroke, fill=255, width=width)
-        for x, y in stroke:  # round caps and joints, as the browser's round pen draws them
-            draw.ellipse((x - r, y - r, x + r, y + r), fill=255)
-    return np.asarray(picture)
+    return np.asarray(draw_strokes([np.asarray(s, dtype=float).reshape(-1, 2) for s in strokes], size, width))
 
 
 def probability_text(probs: Tensor) -> str:

@@ -1,9 +1,12 @@
-"""Shared fixtures, made once per test session: small MNIST subsets and the quick-mode course network."""
+"""Shared fixtures: small MNIST subsets and the quick-mode course network (made once per session), fake records."""
+
+import dataclasses
 
 import pytest
 
+from digitlab.ablation import make_config
+from digitlab.checkpoints import course_model
 from digitlab.data import load_mnist, mnist_splits
-from digitlab.train import course_model
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +26,15 @@ def test_images():
 def fast_net():
     """The quick-mode course network (`course_model(fast=True)`): trained once, then loaded from models/."""
     return course_model(fast=True, progress=False)[0]
+
+
+@pytest.fixture
+def fake_record():
+    """A function that makes the record of a config's run with the given final accuracies, as a grid saves it."""
+    def make(config, seed: int, test_acc: float, train_acc: float = 1.0, val_acc: float = 0.9) -> dict:
+        final = {"train_acc": train_acc, "val_acc": val_acc, "gap": train_acc - val_acc, "test_acc": test_acc,
+                 "train_loss": 0.0, "val_loss": 0.3}
+        return {"config": dataclasses.asdict(make_config(config)), "seed": seed, "final": final,
+                "history": {"val_loss": [0.5, 0.4, 0.3]}}
+
+    return make

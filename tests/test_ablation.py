@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -5,7 +6,6 @@ import sys
 
 import matplotlib
 import nbformat
-import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -46,27 +46,29 @@ def count_runs(monkeypatch, fail_at=None):
     return calls
 
 
-def test_make_config_normalises_and_rejects_bad_input():
-    assert make_config(dropout=0) == make_config(dropout1=0.0, dropout2=0.0)
-    assert ablation.config_key(make_config(dropout=0)) == ablation.config_key(make_config(dropout=0.0))
-    assert make_config(dropout=(0.1, 0.2))["dropout2"] == 0.2
-    assert make_config(n_train=55_000)["n_train"] is None
-    with pytest.raises(ValueError, match="Unknown config keys"):
-        make_config(batchnorm=False)
-    with pytest.raises(TypeError, match="batch_norm"):
+def test_make_config_changes_a_base_and_rejects_unknown_keys():
+    assert make_config(dropout=0) == make_config(dropout1=0.0, dropout2=0.0) == make_config(dropout=(0, 0))
+    assert make_config(dropout=0).key() == make_config(dropout=0.0).key()
+    assert make_config(dropout=(0.1, 0.2)).dropout2 == 0.2
+    assert make_config(n_train=55_000).n_train is None
+    assert make_config(BARE, lr=0.01) == dataclasses.replace(BARE, lr=0.01) and make_config() == PAPER
+    record_config = dataclasses.asdict(BARE)  # a record's config, as saved in the results file
+    assert make_config(record_config) == BARE and make_config(record_config, dropout=0.5).dropout1 == 0.5
+    old = {k: v for k, v in record_config.items() if k != "typed_digits"}  # saved before typed_digits existed
+    assert make_config(old) == BARE
+    for bad in [{"batchnorm": False}, {"dropuot": 0.1}]:
+        with pytest.raises(ValueError, match="Unknown config keys"):
+            make_config(**bad)
+        with pytest.raises(ValueError, match="Unknown config keys"):
+            make_config({**record_config, **bad})
+    with pytest.raises(TypeError, match="batch_norm"):  # RunConfig's own checks (tests/test_config.py)
         make_config(batch_norm="no")
-    with pytest.raises(TypeError, match="num_epochs"):
-        make_config(num_epochs=2.5)
-    with pytest.raises(ValueError, match="n_train"):
-        make_config(n_train=0)
-    with pytest.raises(ValueError, match="schedule must be one of"):
-        make_config(schedule="cosine")
 
 
 def test_grid_and_one_at_a_time():
     configs = grid(PAPER, batch_norm=[True, False], dropout=[0.0, 0.5], schedule=["onecycle", "none"])
     assert len(configs) == 8
-    assert len({ablation.config_key(c) for c in configs}) == 8
+    assert len({c.key() for c in configs}) == 8
     assert make_config(BARE) in configs
     removed = one_at_a_time(PAPER, batch_norm=[False], dropout=[0.0], schedule=["none"])
     assert [label(c) for c in removed] == ["paper", "-BN", "-dropout", "-schedule"]
@@ -147,15 +149,8 @@ def test_failed_write_leaves_the_file_as_it_was(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["grid.jsonl"]
 
 
-def fake(config, seed, test_acc, train_acc=1.0, val_acc=0.9):
-    final = {"train_acc": train_acc, "val_acc": val_acc, "gap": train_acc - val_acc, "test_acc": test_acc,
-             "train_loss": 0.0, "val_loss": 0.3}
-    return {"config": make_config(config), "seed": seed, "final": final,
-            "history": {"val_loss": [0.5, 0.4, 0.3]}}
-
-
-def test_summarize_means_and_standard_deviations():
-    records = [fake(PAPER, 0, 0.90), fake(PAPER, 1, 0.92), fake(BARE, 0, 0.80, val_acc=0.8)]
+def test_summarize_means_and_standard_deviations(fake_record):
+    records = [fake_record(PAPER, 0, 0.90), fake_record(PAPER, 1, 0.92), fake_record(BARE, 0, 0.80, val_acc=0.8)]
     table = ablation.summarize(records)
     assert list(table.index) == ["paper", "-BN -dropout -schedule"]
     assert table.loc["paper", "test_acc"] == pytest.approx(0.91)
@@ -166,98 +161,17 @@ def test_summarize_means_and_standard_deviations():
     assert len(ablation.select(records, PAPER)) == 2
 
 
-def test_plots_draw_one_line_per_config_and_seed():
-    records = [fake(PAPER, 0, 0.9), fake(PAPER, 1, 0.9), fake(BARE, 0, 0.8)]
+def test_plots_draw_one_line_per_config_and_seed(fake_record):
+    records = [fake_record(PAPER, 0, 0.9), fake_record(PAPER, 1, 0.9), fake_record(BARE, 0, 0.8)]
     ax = ablation.plot_curves(records, "val_loss")
     assert len(ax.lines) == 3 + 2  # a faint line per seed, a bold mean per config
     ax = ablation.plot_gaps(ablation.summarize(records))
     assert len(ax.patches) == 2
 
 
-def test_mean_by_groups_on_a_config_key():
-    records = [fake(PAPER, 0, 0.90), fake(PAPER, 1, 0.92), fake(BARE, 0, 0.80)]
+def test_mean_by_groups_on_a_config_key(fake_record):
+    records = [fake_record(PAPER, 0, 0.90), fake_record(PAPER, 1, 0.92), fake_record(BARE, 0, 0.80)]
     assert ablation.mean_by(records, "batch_norm", "test_acc") == pytest.approx({True: 0.91, False: 0.80})
-
-
-def test_t95_is_the_two_sided_95_percent_t_value():
-    assert ablation.t95(1) == pytest.approx(12.706) and ablation.t95(2) == pytest.approx(4.303)
-    assert ablation.t95(11) == pytest.approx(2.201) and ablation.t95(30) == pytest.approx(2.042)
-    assert ablation.t95(1000) == ablation.t95(30)  # beyond the table: the value for 30, a slightly wider interval
-    assert all(a > b for a, b in zip(ablation.T95[:-1], ablation.T95[1:], strict=True))
-    for bad in (0, 2.5, True):
-        with pytest.raises(ValueError, match="degrees of freedom"):
-            ablation.t95(bad)
-
-
-def test_interval_of_repeats():
-    result = ablation.interval([1.0, 2.0, 3.0])
-    assert result["mean"] == pytest.approx(2.0) and result["n"] == 3 and result["df"] == 2
-    assert result["se"] == pytest.approx(1 / 3 ** 0.5)
-    half = 4.303 / 3 ** 0.5
-    assert result["low"] == pytest.approx(2.0 - half) and result["high"] == pytest.approx(2.0 + half)
-    single = ablation.interval([0.5])
-    assert single["mean"] == 0.5 and single["df"] == 0 and np.isnan(single["low"]) and np.isnan(single["se"])
-    with pytest.raises(ValueError, match="no values"):
-        ablation.interval([])
-
-
-def test_paired_differences_pair_runs_by_seed():
-    a = [fake(PAPER, 1, 0.94), fake(PAPER, 0, 0.90), fake(PAPER, 2, 0.94)]
-    b = [fake(BARE, 0, 0.88), fake(BARE, 1, 0.92), fake(BARE, 2, 0.91)]
-    assert ablation.paired_differences(a, b, "test_acc") == pytest.approx([0.02, 0.02, 0.03])  # seed by seed
-    result = ablation.compare(a, b, "test_acc", scale=100)
-    assert result["mean"] == pytest.approx(7 / 3) and result["n"] == 3
-    assert result["low"] > 0 and ablation.verdict(result) == "higher"
-    # pairing removes what a seed shares: the same differences with a large seed effect added give the same result
-    shift = {0: -0.05, 1: 0.0, 2: 0.03}
-    a2 = [fake(PAPER, r["seed"], r["final"]["test_acc"] + shift[r["seed"]]) for r in a]
-    b2 = [fake(BARE, r["seed"], r["final"]["test_acc"] + shift[r["seed"]]) for r in b]
-    assert ablation.compare(a2, b2, "test_acc", scale=100)["high"] == pytest.approx(result["high"])
-    with pytest.raises(ValueError, match="no run in b to pair"):
-        ablation.paired_differences(a, b[:2], "test_acc")
-    with pytest.raises(ValueError, match="several configs"):
-        ablation.paired_differences(a + [fake(BARE, 0, 0.8)], b, "test_acc")
-    with pytest.raises(ValueError, match="more than once"):
-        ablation.paired_differences(a + a[:1], b, "test_acc")
-
-
-def test_paired_differences_in_a_factorial_pair_configs_that_differ_only_in_the_factor():
-    configs = grid(PAPER, batch_norm=[True, False], dropout=[0.25, 0.0])
-    acc = {(True, 0.25): 0.95, (True, 0.0): 0.96, (False, 0.25): 0.93, (False, 0.0): 0.94}
-    records = [fake(c, s, acc[c["batch_norm"], c["dropout1"]] + 0.001 * s) for c in configs for s in (0, 1)]
-    with_bn = [r for r in records if r["config"]["batch_norm"]]
-    without_bn = [r for r in records if not r["config"]["batch_norm"]]
-    assert ablation.paired_differences(with_bn, without_bn, "test_acc", "batch_norm") == pytest.approx([0.02] * 4)
-    drop = [r for r in records if r["config"]["dropout1"] > 0]
-    no_drop = [r for r in records if r["config"]["dropout1"] == 0]
-    both = ("dropout1", "dropout2")
-    assert ablation.paired_differences(drop, no_drop, "test_acc", both) == pytest.approx([-0.01] * 4)
-    with pytest.raises(ValueError, match="no run in b to pair"):  # dropout2 differs too: name both keys
-        ablation.paired_differences(drop, no_drop, "test_acc", "dropout1")
-    with pytest.raises(ValueError, match="could partner the same run"):  # b holds both sides of the factor
-        ablation.paired_differences(with_bn, records, "test_acc", "batch_norm")
-
-
-def test_effects_table_and_its_display():
-    a = [fake(PAPER, s, acc, val_acc=v) for s, acc, v in [(0, 0.94, 0.93), (1, 0.95, 0.95), (2, 0.96, 0.94)]]
-    b = [fake(BARE, s, acc, val_acc=v) for s, acc, v in [(0, 0.92, 0.90), (1, 0.93, 0.91), (2, 0.94, 0.92)]]
-    table = ablation.effects({"paper - bare": (a, b)})
-    assert list(table.index) == [("paper - bare", "val_loss"), ("paper - bare", "val_acc")]
-    assert table.loc[("paper - bare", "val_acc"), "mean"] == pytest.approx(3.0)  # in points
-    assert table.loc[("paper - bare", "val_loss"), "verdict"] == "no difference the seeds can resolve"
-    shown = ablation.show_effects(table)
-    assert shown.loc[("paper - bare", "val_acc"), "pairs"] == 3
-    assert shown.loc[("paper - bare", "val_acc"), "difference [95% interval]"].startswith("+3.00 [")
-    assert shown.loc[("paper - bare", "val_loss"), "difference [95% interval]"] == "+0.000 [+0.000, +0.000]"
-    one = ablation.show_effects(ablation.effects({"one": (a[:1], b[:1])}, metrics=(("test_acc", 100.0),)))
-    assert one.iloc[0]["difference [95% interval]"] == "+2.00 (one seed)"
-
-
-def test_verdict_reads_the_interval():
-    assert ablation.verdict({"n": 3, "low": 0.1, "high": 0.5}) == "higher"
-    assert ablation.verdict({"n": 3, "low": -0.5, "high": -0.1}, "raises", "lowers") == "lowers"
-    assert ablation.verdict({"n": 3, "low": -0.1, "high": 0.5}) == "no difference the seeds can resolve"
-    assert ablation.verdict(ablation.interval([0.3])) == "one seed: no interval"
 
 
 def test_plot_effects_marks_intervals_that_exclude_zero():
@@ -279,7 +193,7 @@ def test_plot_effects_marks_intervals_that_exclude_zero():
 
 def test_code_version_follows_the_code_a_run_uses(monkeypatch):
     before = ablation.code_version()
-    monkeypatch.setitem(ablation.train.RECIPE, "lr", 1.0)  # the course recipe is not used by a grid run
+    monkeypatch.setattr(ablation.run_config, "RECIPE", ablation.make_config(lr=1.0))  # no grid run uses it
     assert ablation.code_version() == before
     monkeypatch.setattr(ablation.data, "MNIST_MEAN", 0.2)  # the inputs of every run change
     assert ablation.code_version() != before
@@ -375,7 +289,7 @@ def test_duplicate_records_are_collapsed_with_a_warning(tmp_path):
         assert load_records(path) == [new]
 
 
-def test_summarize_refuses_a_run_counted_twice():
-    records = [fake(PAPER, 0, 0.90), fake(PAPER, 1, 0.92), fake(PAPER, 1, 0.92)]
+def test_summarize_refuses_a_run_counted_twice(fake_record):
+    records = [fake_record(PAPER, 0, 0.90), fake_record(PAPER, 1, 0.92), fake_record(PAPER, 1, 0.92)]
     with pytest.raises(ValueError, match="seed 1 of 'paper' more than once"):
         ablation.summarize(records)

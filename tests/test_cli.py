@@ -49,7 +49,7 @@ def test_train_then_evaluate(tmp_path, capsys):
     (["evaluate", "{tmp}/junk.pt"], "junk.pt is not a digitlab checkpoint"),
     (["train", "--epochs", "0", "--out", "{tmp}/m.pt"], "num_epochs must be a whole number of at least 1"),
     (["train", "--batch-size", "-1", "--out", "{tmp}/m.pt"], "batch_size must be"),
-    (["train", "--n-train", "0", "--out", "{tmp}/m.pt"], "--n-train must be"),
+    (["train", "--n-train", "0", "--out", "{tmp}/m.pt"], "n_train must be a whole number from 1 to 55,000"),
     (["train", "--device", "tpu9", "--out", "{tmp}/m.pt"], "unknown device 'tpu9'"),
     (["train", "--out", "{tmp}/junk.pt/m.pt"], "cannot write"),
     (["data"], "could not be downloaded"),

@@ -3,6 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from digitlab import infer
+from digitlab.checkpoints import save
 from digitlab.data import load_mnist, normalize
 from digitlab.infer import (
     Predictor,
@@ -15,7 +16,7 @@ from digitlab.infer import (
     onnx_runner,
 )
 from digitlab.models import DigitRecognitionCNN
-from digitlab.train import predict, save
+from digitlab.train import predict
 
 needs_onnx = pytest.mark.skipif(not onnx_available(), reason="the optional onnx extra is not installed")
 

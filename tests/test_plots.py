@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from digitlab.plots import lr_schedule, plot_embedding, plot_history, show_images, show_pictures
+from digitlab.plots import plot_embedding, plot_history, show_images, show_pictures
 
 
 @pytest.fixture(autouse=True)
@@ -55,20 +55,6 @@ def test_plot_history_draws_train_and_validation():
     assert list(acc_ax.lines[1].get_ydata()) == history["val_acc"]
     with pytest.raises(ValueError, match="val_acc"):
         plot_history({k: v for k, v in history.items() if k != "val_acc"})
-
-
-def test_lr_schedule_matches_fit():
-    lrs = lr_schedule("onecycle", 0.01, num_epochs=2, steps_per_epoch=50)
-    assert len(lrs) == 100
-    peak = int(np.argmax(lrs))
-    assert lrs[peak] == pytest.approx(0.01)
-    assert 20 <= peak <= 40  # OneCycle warms up for 30% of the steps
-    assert lrs[0] < 0.001 and lrs[-1] < 1e-5
-    assert lr_schedule("step", 0.1, num_epochs=3, steps_per_epoch=2) == pytest.approx(
-        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
-    assert lr_schedule("none", 0.1, 1, 3) == [0.1] * 3
-    with pytest.raises(ValueError, match="validation loss"):
-        lr_schedule("plateau", 0.1, 1, 3)
 
 
 def test_plot_embedding_one_colour_per_class():

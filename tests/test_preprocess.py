@@ -84,28 +84,25 @@ def test_steps_are_pictures_of_each_stage(digits):
     assert steps["centred"].shape == (28, 28)
 
 
-def test_bad_pictures_get_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="No digit found"):
-        to_mnist(np.full((50, 50), 255, dtype=np.uint8))
-    with pytest.raises(ValueError, match="No digit found"):
-        to_mnist(np.zeros((50, 50, 4), dtype=np.uint8))  # an empty, fully transparent canvas
-    with pytest.raises(ValueError, match="NaN"):
-        to_mnist(np.full((30, 30), np.nan, dtype=np.float32))
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        to_mnist(np.full((30, 30), 200.0))
-    with pytest.raises(ValueError, match="RGB"):
-        to_mnist(np.zeros((30, 30, 5), dtype=np.uint8))
-    with pytest.raises(ValueError, match="too small"):
-        to_mnist(np.zeros((1, 30), dtype=np.uint8))
-    with pytest.raises(TypeError, match="uint8"):
-        to_mnist(np.zeros((30, 30), dtype=np.int64))
-    with pytest.raises(TypeError, match="PIL image"):
-        to_mnist([[0, 1], [1, 0]])
-    with pytest.raises(FileNotFoundError, match="No image file"):
-        to_mnist(tmp_path / "missing.png")
-    (tmp_path / "notes.png").write_text("not a picture")
-    with pytest.raises(ValueError, match="not an image file"):
-        to_mnist(tmp_path / "notes.png")
+@pytest.mark.parametrize(("picture", "error", "message"), [
+    (np.full((50, 50), 255, dtype=np.uint8), ValueError, "No digit found"),
+    (np.zeros((50, 50, 4), dtype=np.uint8), ValueError, "No digit found"),  # an empty, fully transparent canvas
+    (np.full((30, 30), np.nan, dtype=np.float32), ValueError, "NaN"),
+    (np.full((30, 30), 200.0), ValueError, r"\[0, 1\]"),
+    (np.zeros((30, 30, 5), dtype=np.uint8), ValueError, "RGB"),
+    (np.zeros((1, 30), dtype=np.uint8), ValueError, "too small"),
+    (np.zeros((30, 30), dtype=np.int64), TypeError, "uint8"),
+    ([[0, 1], [1, 0]], TypeError, "PIL image"),
+    ("missing.png", FileNotFoundError, "No image file"),
+    ("notes.png", ValueError, "not an image file"),  # a file that is not a picture
+])
+def test_bad_pictures_get_clear_errors(tmp_path, picture, error, message):
+    if isinstance(picture, str):
+        picture = tmp_path / picture
+        if picture.name == "notes.png":
+            picture.write_text("not a picture")
+    with pytest.raises(error, match=message):
+        to_mnist(picture)
 
 
 def test_as_grayscale_range():

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from digitlab import train
+from digitlab.config import SCHEDULES
 from digitlab.models import DigitRecognitionCNN
-from digitlab.train import evaluate, fit, get_device, load, load_or_train, predict, predict_proba, save, set_seed
+from digitlab.train import evaluate, fit, get_device, lr_schedule, predict, predict_proba, set_seed
 
 
 def test_get_device():
@@ -55,8 +56,7 @@ def test_bad_option_names():
     with pytest.raises(ValueError, match="optimizer must be"):
         train.make_optimizer("adamax", DigitRecognitionCNN().parameters(), 0.1)
     with pytest.raises(ValueError, match="schedule must be"):
-        fit(DigitRecognitionCNN(), (torch.zeros(4, 1, 28, 28), torch.zeros(4, dtype=torch.long)),
-            schedule="cosine", progress=False)
+        train.make_scheduler("cosine", torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), 1, 1)
 
 
 def test_diverging_loss_stops_with_a_clear_error(small_splits):
@@ -92,94 +92,19 @@ def test_predict_accepts_raw_images_and_checks_them():
     assert torch.allclose(predict_proba(net, images.numpy()[:, None]), probs, atol=1e-6)
     assert predict(net, images[0]).shape == (1,)
     assert torch.equal(predict(net, images), probs.argmax(1))
-    with pytest.raises(ValueError, match=r"28x28.*\[3, 32, 32\].*to_mnist"):
-        predict(net, torch.zeros(3, 32, 32))
-    with pytest.raises(ValueError, match="normalised"):
-        predict(net, torch.full((28, 28), -0.42))
-    with pytest.raises(ValueError, match="NaN"):
-        predict(net, torch.full((28, 28), float("nan")))
-    with pytest.raises(TypeError, match="uint8"):
-        predict(net, torch.zeros(28, 28, dtype=torch.int32))
-    with pytest.raises(TypeError, match="list"):
-        predict(net, [[0] * 28] * 28)
-    with pytest.raises(ValueError, match="28x28"):
-        predict(net, np.zeros((0, 28, 28), dtype=np.uint8))
 
 
-def test_checkpoint_round_trip(tmp_path):
-    set_seed(0)
-    net = DigitRecognitionCNN(dropout1=0.1).eval()
-    path = save(net, tmp_path / "sub" / "net.pt", history={"val_acc": [0.5]}, note="x")
-    assert [p.name for p in path.parent.iterdir()] == ["net.pt"]  # no temporary file left behind
-    loaded, meta = load(path)
-    assert meta == {"history": {"val_acc": [0.5]}, "note": "x"}
-    assert loaded.config == net.config and not loaded.training
-    x = torch.randn(2, 1, 28, 28)
-    assert torch.equal(loaded(x), net(x))
-
-
-def test_bare_state_dict_of_the_paper_loads(tmp_path):
-    net = DigitRecognitionCNN()
-    torch.save(net.state_dict(), tmp_path / "paper.pt")
-    loaded, _ = load(tmp_path / "paper.pt")
-    assert torch.equal(loaded.fc1.weight, net.fc1.weight)
-
-
-def test_bad_checkpoints_give_clear_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="python -m digitlab train"):
-        load(tmp_path / "missing.pt")
-    (tmp_path / "junk.pt").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
-        load(tmp_path / "junk.pt")
-    torch.save({"arch": "ResNet", "state_dict": {}}, tmp_path / "resnet.pt")
-    with pytest.raises(ValueError, match="does not know"):
-        load(tmp_path / "resnet.pt")
-    other = torch.nn.Sequential(torch.nn.Linear(3, 2))
-    torch.save({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": other.state_dict()},
-               tmp_path / "other.pt")
-    with pytest.raises(ValueError, match="different architecture"):
-        load(tmp_path / "other.pt")
-    # A network saved without batch norm cannot be read back as one with it.
-    state = DigitRecognitionCNN(batch_norm=False).state_dict()
-    torch.save({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": state}, tmp_path / "nobn.pt")
-    with pytest.raises(ValueError, match="different architecture"):
-        load(tmp_path / "nobn.pt")
-
-
-def test_load_or_train_caches_by_settings(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "mnist_splits", lambda n_train=None: small_fake_splits())
-    net, history = load_or_train("tiny", num_epochs=1, n_train=64, models_dir=tmp_path, progress=False)
-    assert len(list(tmp_path.glob("tiny-*.pt"))) == 1
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("should have loaded the cached checkpoint")
-
-    monkeypatch.setattr(train, "fit", no_training)
-    again, history_again = load_or_train("tiny", num_epochs=1, n_train=64, models_dir=tmp_path)
-    assert history_again == history
-    assert torch.equal(again.fc2.weight, net.fc2.weight)
-    with pytest.raises(AssertionError, match="cached"):
-        load_or_train("tiny", num_epochs=2, n_train=64, models_dir=tmp_path)
-
-
-def test_typed_digits_join_the_training_images_and_name_their_own_checkpoint(tmp_path, monkeypatch):
-    monkeypatch.setattr(train, "mnist_splits", lambda n_train=None: small_fake_splits())
-    X, y = train.training_set(64, typed_digits=12)
-    assert X.shape == (76, 1, 28, 28) and y[64:].tolist() == [i % 10 for i in range(12)]
-    assert torch.equal(X[:64], small_fake_splits()["train"][0])
-    sizes = []
-    real_fit = train.fit
-    monkeypatch.setattr(train, "fit", lambda net, data, *args, **kwargs: sizes.append(len(data[1]))
-                        or real_fit(net, data, *args, **kwargs))
-    for typed in (0, 12):
-        load_or_train("tiny", num_epochs=1, n_train=64, typed_digits=typed, models_dir=tmp_path, progress=False)
-    assert sizes == [64, 76] and len(list(tmp_path.glob("tiny-*.pt"))) == 2
-
-
-def small_fake_splits():
-    g = torch.Generator().manual_seed(0)
-    X, y = torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
-    return {"train": (X, y), "val": (X[:16], y[:16]), "test": (X[:16], y[:16])}
+@pytest.mark.parametrize(("images", "error", "message"), [
+    (torch.zeros(3, 32, 32), ValueError, r"28x28.*\[3, 32, 32\].*to_mnist"),
+    (torch.full((28, 28), -0.42), ValueError, "normalised"),
+    (torch.full((28, 28), float("nan")), ValueError, "NaN"),
+    (torch.zeros(28, 28, dtype=torch.int32), TypeError, "uint8"),
+    ([[0] * 28] * 28, TypeError, "list"),
+    (np.zeros((0, 28, 28), dtype=np.uint8), ValueError, "28x28"),
+])
+def test_predict_refuses_what_is_not_a_raw_28x28_image(images, error, message):
+    with pytest.raises(error, match=message):
+        predict(DigitRecognitionCNN().eval(), images)
 
 
 def test_history_values_are_plain_numbers(small_splits):
@@ -251,19 +176,6 @@ def test_both_cpu_precision_paths_train_and_are_recorded(small_splits, monkeypat
     assert all(p.dtype == torch.float32 for p in nets["bf16"].parameters())
 
 
-def test_recipes_are_valid_fit_settings():
-    for recipe in (train.RECIPE, train.FAST_RECIPE):
-        settings = {k: v for k, v in recipe.items() if k not in ("n_train", "typed_digits")}  # the data, not fit's
-        X, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
-        history = fit(DigitRecognitionCNN(), (X, y), progress=False, **{**settings, "num_epochs": 1})
-        assert history["epoch"] == [1]
-    assert train.FAST_RECIPE["n_train"] < 55_000 and train.FAST_RECIPE["num_epochs"] < train.RECIPE["num_epochs"]
-    # the quick recipe keeps about the full recipe's share of typed digits
-    shares = [r["typed_digits"] / ((r.get("n_train") or 55_000) + r["typed_digits"])
-              for r in (train.RECIPE, train.FAST_RECIPE)]
-    assert shares[0] == pytest.approx(shares[1], abs=0.01)
-
-
 @pytest.mark.parametrize(("n", "settings", "message"), [
     (256, {"optimizer": "sgd", "lr": 1.0}, "times the first batch's"),            # the loss explodes, stays finite
     (1000, {"optimizer": "sgd", "lr": 1.0, "num_epochs": 2}, "no better than guessing"),  # dead at chance
@@ -280,6 +192,7 @@ def test_divergence_without_nan_stops_with_a_clear_error(small_splits, n, settin
     ({"num_epochs": 0}, "num_epochs must be"), ({"num_epochs": -1}, "num_epochs must be"),
     ({"batch_size": 0}, "batch_size must be"), ({"batch_size": -5}, "batch_size must be"),
     ({"lr": 0.0}, "lr must be"), ({"optimizer": "adamax"}, "optimizer must be"),
+    ({"schedule": "cosine"}, "schedule must be 'none', 'step', 'onecycle' or 'plateau'"),
 ])
 def test_bad_settings_are_refused_before_anything_runs(settings, message, monkeypatch):
     monkeypatch.setattr(train, "get_device", lambda *a: pytest.fail("fit went past its checks"))
@@ -312,31 +225,6 @@ def test_fit_and_evaluate_refuse_what_is_not_normalised_mnist(X, y, error, messa
         evaluate(DigitRecognitionCNN(), X, y)
 
 
-class Payload:
-    """Stands for a pickled object in a foreign or malicious checkpoint."""
-
-
-@pytest.mark.parametrize(("content", "message"), [
-    (b"", "is empty"),
-    ({"arch": "DigitRecognitionCNN", "config": {"width": 2}, "state_dict": {}}, "options.*width"),
-    ({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": {}, "meta": Payload()}, "not a digitlab checkpoint"),
-])
-def test_unreadable_checkpoints_are_clear_errors_without_unsafe_advice(tmp_path, content, message):
-    path = tmp_path / "x.pt"
-    path.write_bytes(content) if isinstance(content, bytes) else torch.save(content, path)
-    with pytest.raises(ValueError, match=message) as err:
-        load(path)
-    assert "weights_only" not in str(err.value)
-
-
-def test_unreadable_checkpoint_says_permission_denied(tmp_path, monkeypatch):
-    path = save(DigitRecognitionCNN(), tmp_path / "x.pt")
-    monkeypatch.setattr(train.torch, "load", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
-    with pytest.raises(ValueError, match="permission denied") as err:
-        load(path)
-    assert "Delete" not in str(err.value)
-
-
 def test_predict_with_batch_size_zero_is_a_clear_error():
     with pytest.raises(ValueError, match="batch_size must be"):
         predict(DigitRecognitionCNN(), torch.zeros(2, 28, 28), batch_size=0)
@@ -345,7 +233,7 @@ def test_predict_with_batch_size_zero_is_a_clear_error():
 def test_each_schedule_is_stepped_as_the_registry_says():
     from digitlab.__main__ import parse
 
-    for name, when in train.SCHEDULES.items():
+    for name, when in SCHEDULES.items():
         opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
         scheduler = train.make_scheduler(name, opt, num_epochs=3, steps_per_epoch=4)
         assert (scheduler is None) == (when is None), name
@@ -361,6 +249,18 @@ def test_each_schedule_is_stepped_as_the_registry_says():
             assert 0.5e-3 < lrs[0] < 1e-3 and lrs[-1] < lrs[0] / 10
         else:  # plateau: stepped with the validation loss, at most halved per epoch
             assert all(b in (a, a / 2) for a, b in zip([1e-3, *lrs[:-1]], lrs, strict=True))
-    assert all(parse(["train", "--schedule", name]).schedule == name for name in train.SCHEDULES)  # the CLI's list
-    with pytest.raises(train.DigitlabError, match="schedule must be 'none', 'step', 'onecycle' or 'plateau'"):
-        train.check_settings(schedule="cosine")
+    assert all(parse(["train", "--schedule", name]).schedule == name for name in SCHEDULES)  # the CLI's list
+
+
+def test_lr_schedule_matches_fit():
+    lrs = lr_schedule("onecycle", 0.01, num_epochs=2, steps_per_epoch=50)
+    assert len(lrs) == 100
+    peak = int(np.argmax(lrs))
+    assert lrs[peak] == pytest.approx(0.01)
+    assert 20 <= peak <= 40  # OneCycle warms up for 30% of the steps
+    assert lrs[0] < 0.001 and lrs[-1] < 1e-5
+    assert lr_schedule("step", 0.1, num_epochs=3, steps_per_epoch=2) == pytest.approx(
+        [0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    assert lr_schedule("none", 0.1, 1, 3) == [0.1] * 3
+    with pytest.raises(ValueError, match="validation loss"):
+        lr_schedule("plateau", 0.1, 1, 3)

@@ -1,0 +1,104 @@
+"""Save and load networks, and train the one a run config describes once: the course network and its kin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from digitlab.config import FAST_RECIPE, RECIPE, RunConfig, training_set
+from digitlab.data import mnist_splits
+from digitlab.errors import DigitlabError, MissingFileError
+from digitlab.files import atomic_path, check_writable
+from digitlab.models import DigitRecognitionCNN
+from digitlab.settings import MODELS_DIR
+from digitlab.train import fit, get_device, set_seed
+
+ARCHITECTURES = {"DigitRecognitionCNN": DigitRecognitionCNN}
+
+
+def save(net: nn.Module, path: str | Path, **meta) -> Path:
+    """Write a checkpoint (architecture, its options, weights, `meta`) atomically to `path`."""
+    checkpoint = {"arch": type(net).__name__, "config": getattr(net, "config", {}),
+                  "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                  "meta": meta}
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+    return Path(path)
+
+
+def load(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
+    """Read a checkpoint written by `save` (or a bare state_dict of the paper's network)."""
+    path = Path(path)
+    checkpoint = _read_checkpoint(path, device)
+    if isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, Tensor) for v in checkpoint.values()):
+        checkpoint = {"arch": "DigitRecognitionCNN", "config": {}, "state_dict": checkpoint, "meta": {}}
+    if not isinstance(checkpoint, dict) or not {"arch", "state_dict"} <= checkpoint.keys():
+        raise DigitlabError(f"{path} is not a digitlab checkpoint: write checkpoints with digitlab.save.")
+    arch = checkpoint["arch"]
+    if arch not in ARCHITECTURES:
+        raise DigitlabError(f"{path} holds a {arch!r}, which digitlab does not know; "
+                            f"known architectures: {', '.join(ARCHITECTURES)}.")
+    config = checkpoint.get("config", {})
+    try:
+        net = ARCHITECTURES[arch](**config)
+    except TypeError:
+        raise DigitlabError(f"{path} is not a checkpoint of this digitlab: its {arch} options {config} are not "
+                            f"all options of {arch}.") from None
+    try:
+        net.load_state_dict(checkpoint["state_dict"])
+    except RuntimeError as err:
+        raise DigitlabError(f"{path} was saved from a different architecture than {arch}"
+                            f"({config}):\n{err}") from err
+    return net.to(device).eval(), checkpoint.get("meta", {})
+
+
+def _read_checkpoint(path: Path, device: str):
+    """The object in a checkpoint file, read safely (tensors and plain data only), or a clear error."""
+    if not path.exists():
+        raise MissingFileError(f"No checkpoint at {path}. Train one with "
+                               f"`python -m digitlab train --out {path}`.")
+    if path.is_dir():
+        raise DigitlabError(f"{path} is a folder, not a checkpoint file.")
+    if path.stat().st_size == 0:
+        raise DigitlabError(f"{path} is empty (0 bytes): not a digitlab checkpoint. Its writer was "
+                            "probably stopped; train it again.")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except PermissionError:
+        raise DigitlabError(f"{path}: permission denied; make it readable (chmod a+r).") from None
+    except Exception:  # PyTorch's own message advises weights_only=False: unsafe for a file of unknown origin
+        raise DigitlabError(f"{path} is not a digitlab checkpoint: it is not a readable PyTorch checkpoint, or "
+                            "it holds more than tensors and plain data, which digitlab never loads.") from None
+
+
+def checkpoint_path(name: str, config: RunConfig, seed: int = 0, models_dir: str | Path = MODELS_DIR) -> Path:
+    """Where `load_or_train` keeps the network `config` trains with `seed`: the file name holds the config's key."""
+    return Path(models_dir) / f"{name}-{config.key()}-seed{seed}.pt"
+
+
+def load_or_train(name: str, config: RunConfig, seed: int = 0, models_dir: str | Path = MODELS_DIR,
+                  device: str = "auto", progress: bool = True) -> tuple[nn.Module, dict]:
+    """Load the network trained with exactly `config` and `seed` from `models_dir`, or train and save it.
+
+    It trains on `training_set(config)` and validates on MNIST's fixed validation split.
+    """
+    path = checkpoint_path(name, config, seed, models_dir)
+    if path.exists():
+        net, meta = load(path, device=str(get_device(device)))
+        return net, meta["history"]
+    check_writable(path)
+    set_seed(seed)
+    splits = mnist_splits(n_train=config.n_train)  # the fixed split, whatever the training seed
+    net = DigitRecognitionCNN(**config.settings("model"))
+    history = fit(net, training_set(config, splits), splits["val"], seed=seed, device=device, progress=progress,
+                  **config.settings("fit"))
+    if len(history["epoch"]) == config.num_epochs:
+        save(net, path, history=history, config=dict(config), seed=seed)
+    return net, history
+
+
+def course_model(fast: bool = False, progress: bool = True) -> tuple[nn.Module, dict]:
+    """The paper's network trained with the course recipe (FAST_RECIPE if `fast`), cached in models/."""
+    return load_or_train("course", FAST_RECIPE if fast else RECIPE, progress=progress)

@@ -1,0 +1,106 @@
+import dataclasses
+
+import pytest
+import torch
+
+from digitlab import checkpoints
+from digitlab.checkpoints import load, load_or_train, save
+from digitlab.config import RunConfig
+from digitlab.models import DigitRecognitionCNN
+
+
+def test_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    net = DigitRecognitionCNN(dropout1=0.1).eval()
+    path = save(net, tmp_path / "sub" / "net.pt", history={"val_acc": [0.5]}, note="x")
+    assert [p.name for p in path.parent.iterdir()] == ["net.pt"]  # no temporary file left behind
+    loaded, meta = load(path)
+    assert meta == {"history": {"val_acc": [0.5]}, "note": "x"}
+    assert loaded.config == net.config and not loaded.training
+    x = torch.randn(2, 1, 28, 28)
+    assert torch.equal(loaded(x), net(x))
+
+
+def test_bare_state_dict_of_the_paper_loads(tmp_path):
+    net = DigitRecognitionCNN()
+    torch.save(net.state_dict(), tmp_path / "paper.pt")
+    loaded, _ = load(tmp_path / "paper.pt")
+    assert torch.equal(loaded.fc1.weight, net.fc1.weight)
+
+
+TINY = RunConfig(n_train=64, num_epochs=1)
+
+
+def test_load_or_train_caches_by_config_and_seed(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoints, "mnist_splits", lambda n_train=None: small_fake_splits())
+    net, history = load_or_train("tiny", TINY, models_dir=tmp_path, progress=False)
+    path = checkpoints.checkpoint_path("tiny", TINY, 0, tmp_path)
+    assert list(tmp_path.iterdir()) == [path] and TINY.key() in path.name
+    assert load(path)[1]["config"] == dataclasses.asdict(TINY) and load(path)[1]["seed"] == 0
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("should have loaded the cached checkpoint")
+
+    monkeypatch.setattr(checkpoints, "fit", no_training)
+    again, history_again = load_or_train("tiny", TINY, models_dir=tmp_path)
+    assert history_again == history
+    assert torch.equal(again.fc2.weight, net.fc2.weight)
+    for other, seed in [(RunConfig(n_train=64, num_epochs=2), 0), (TINY, 1)]:  # another config or seed: trained
+        with pytest.raises(AssertionError, match="cached"):
+            load_or_train("tiny", other, seed=seed, models_dir=tmp_path)
+
+
+def test_load_or_train_trains_on_the_typed_digits_too(tmp_path, monkeypatch):
+    monkeypatch.setattr(checkpoints, "mnist_splits", lambda n_train=None: small_fake_splits())
+    sizes = []
+    real_fit = checkpoints.fit
+    monkeypatch.setattr(checkpoints, "fit", lambda net, data, *args, **kwargs: sizes.append(len(data[1]))
+                        or real_fit(net, data, *args, **kwargs))
+    for typed in (0, 12):
+        load_or_train("tiny", RunConfig(n_train=64, num_epochs=1, typed_digits=typed), models_dir=tmp_path,
+                      progress=False)
+    assert sizes == [64, 76] and len(list(tmp_path.glob("tiny-*.pt"))) == 2
+
+
+def small_fake_splits():
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
+    return {"train": (X, y), "val": (X[:16], y[:16]), "test": (X[:16], y[:16])}
+
+
+class Payload:
+    """Stands for a pickled object in a foreign or malicious checkpoint."""
+
+
+@pytest.mark.parametrize(("content", "error", "message"), [
+    (None, FileNotFoundError, "No checkpoint at .*python -m digitlab train"),
+    (b"", ValueError, "is empty"),
+    (b"garbage", ValueError, "not a readable PyTorch checkpoint"),
+    ({"arch": "ResNet", "state_dict": {}}, ValueError, "does not know"),
+    ({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": torch.nn.Linear(3, 2).state_dict()}, ValueError,
+     "different architecture"),
+    # a network saved without batch norm cannot be read back as one with it
+    ({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": DigitRecognitionCNN(batch_norm=False).state_dict()},
+     ValueError, "different architecture"),
+    ({"arch": "DigitRecognitionCNN", "config": {"width": 2}, "state_dict": {}}, ValueError, "options.*width"),
+    ({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": {}, "meta": Payload()}, ValueError,
+     "not a digitlab checkpoint"),
+])
+def test_bad_checkpoints_are_clear_errors_without_unsafe_advice(tmp_path, content, error, message):
+    path = tmp_path / "x.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        torch.save(content, path)
+    with pytest.raises(error, match=message) as err:
+        load(path)
+    assert "weights_only" not in str(err.value)
+
+
+def test_unreadable_checkpoint_says_permission_denied(tmp_path, monkeypatch):
+    path = save(DigitRecognitionCNN(), tmp_path / "x.pt")
+    monkeypatch.setattr(checkpoints.torch, "load", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "denied")))
+    with pytest.raises(ValueError, match="permission denied") as err:
+        load(path)
+    assert "Delete" not in str(err.value)
+
