@@ -116,16 +116,33 @@ ece_by_bins = {n: (expected_calibration_error(probs_judge_T, y_judge, n),  # aft
 STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 
 
-def submission(release: nbformat.NotebookNode, source: nbformat.NotebookNode, answers: dict) -> nbformat.NotebookNode:
-    """The released notebook with the answers to the cells named in `answers` ('solution': the source's cell)."""
+# Two submissions per assignment, each answering every exercise: "odd-wrong" answers exercises 1, 3, ... wrongly
+# and the others correctly (not as the model solution does), "even-wrong" the other way round. Together they show
+# that every correct alternative earns its points and every wrong answer none, next to answers of the other kind
+# (partial credit). That an untouched stub earns nothing, tests/test_student.py shows.
+STUDENTS = {"odd-wrong": 1, "even-wrong": 0}  # name: the parity of the exercises it answers wrongly
+
+
+def answers(assignment: str, student: str) -> dict[str, str]:
+    """The answer a student gives to each exercise: a wrong one or a correct alternative."""
+    return {grade_id: (WRONG if k % 2 == STUDENTS[student] else ALTERNATIVE)[assignment][grade_id]
+            for k, grade_id in enumerate(ALTERNATIVE[assignment], 1)}
+
+
+def expected_scores(assignment: str, student: str) -> dict[str, float]:
+    """Each check's points for the correct answers, 0 for the wrong ones."""
+    return {check: 0 if k % 2 == STUDENTS[student] else points
+            for k, (check, points) in enumerate(POINTS[assignment].items(), 1)}
+
+
+def submission(release: nbformat.NotebookNode, answers: dict) -> nbformat.NotebookNode:
+    """The released notebook with the answers to the cells named in `answers`."""
     nb = nbformat.from_dict(release)
-    solutions = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells if "nbgrader" in c.metadata}
     for cell in nb.cells:
         grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if grade_id in answers:
-            answer = answers[grade_id]  # a student replaces the stub, keeping the cell's other lines
-            assert answer == "solution" or STUB in cell.source, grade_id
-            cell.source = solutions[grade_id] if answer == "solution" else cell.source.replace(STUB, answer.strip())
+        if grade_id in answers:  # a student replaces the stub, keeping the cell's other lines
+            assert STUB in cell.source, grade_id
+            cell.source = cell.source.replace(STUB, answers[grade_id].strip())
     return nb
 
 
@@ -149,78 +166,75 @@ def digest(path) -> str:
 
 @pytest.fixture(scope="session")
 def course(tmp_path_factory):
-    """The course built once, sample submissions autograded with one nbgrader call per assignment.
+    """The course built once, the STUDENTS' submissions autograded with one nbgrader call per assignment.
 
-    Three submissions per assignment: the model answer of exercise 1 with the other stubs untouched
-    (partial credit; a stub earns nothing), other correct answers (full points) and plausible wrong ones
-    (no points). The model answers of every exercise pass their checks, hidden tests included, whenever
-    the chapter runs (nbval), so grading them again here would only repeat a 50-second notebook run.
+    The model answers of every exercise pass their checks, hidden tests included, whenever the chapter
+    runs (nbval), so grading them again here would only repeat a 50-second notebook run.
     """
     grid_before = digest(ablation.RESULTS)
     course = tmp_path_factory.mktemp("course")
     released = assignments.build_course(course)
     for assignment, release_path in released.items():
         release = nbformat.read(release_path, 4)
-        source = nbformat.read(course / "source" / assignment / release_path.name, 4)
-        ids = [c.metadata["nbgrader"]["grade_id"] for c in source.cells
-               if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")]
-        samples = {"first-only": {ids[0]: "solution"}, "alternative": ALTERNATIVE[assignment],
-                   "wrong": WRONG[assignment]}
-        for student, answers in samples.items():
-            submit(course, assignment, student, submission(release, source, answers), release_path.name)
+        for student in STUDENTS:
+            submit(course, assignment, student, submission(release, answers(assignment, student)), release_path.name)
         assignments.nbgrader("autograde", assignment, "--force", course_dir=course)
     assert digest(ablation.RESULTS) == grid_before, "grading wrote into the repository's results file"
     return course
 
 
-EXPECTED = {
-    "first-only": lambda points: {k: (v if k == "ex1-check" else 0) for k, v in points.items()},
-    "alternative": lambda points: points,
-    "wrong": lambda points: dict.fromkeys(points, 0),
-}
+def test_answers_are_each_right_in_one_submission_and_wrong_in_the_other():
+    for assignment in (ABLATIONS, ERRORS):
+        given = [answers(assignment, student) for student in STUDENTS]
+        for grade_id in ALTERNATIVE[assignment]:
+            assert {a[grade_id] for a in given} == {ALTERNATIVE[assignment][grade_id], WRONG[assignment][grade_id]}
+        scores = [expected_scores(assignment, student) for student in STUDENTS]
+        assert all(0 < sum(s.values()) < sum(POINTS[assignment].values()) for s in scores)  # partial credit
 
 
 @pytest.mark.parametrize("assignment", [ABLATIONS, ERRORS])
-@pytest.mark.parametrize("student", list(EXPECTED))
+@pytest.mark.parametrize("student", list(STUDENTS))
 def test_autograded_scores(course, assignment, student):
-    assert auto_scores(course, assignment, student) == EXPECTED[student](POINTS[assignment])
+    assert auto_scores(course, assignment, student) == expected_scores(assignment, student)
 
 
 def test_each_submission_trains_into_its_own_file(course):
-    for student, runs in [("first-only", 1), ("alternative", 7)]:
+    # the settings cell's EXERCISE run, four dropout rates and one config each for weight decay and augmentation
+    for student in STUDENTS:
         path = course / "autograded" / student / ABLATIONS / assignments.GRADING_RESULTS
-        assert len(ablation.load_records(path)) == runs, student
+        assert len(ablation.load_records(path)) == 7, student
 
 
 def test_grading_again_gives_the_same_scores_from_fresh_runs(course):
-    folder = course / "submitted" / "first-only" / ABLATIONS
-    planted = folder / assignments.GRADING_RESULTS   # a results file sent in with a submission is never used
-    planted.write_text(json.dumps({"forged": True}) + "\n")
-    before = auto_scores(course, ABLATIONS, "first-only")
-    assignments.nbgrader("autograde", ABLATIONS, "--student", "first-only", "--force", course_dir=course)
-    assert auto_scores(course, ABLATIONS, "first-only") == before
-    runs = ablation.load_records(course / "autograded" / "first-only" / ABLATIONS / assignments.GRADING_RESULTS)
-    assert [r["config"] for r in runs] == [ablation.make_config(ablation.PAPER, n_train=500, num_epochs=3)]
+    student = "odd-wrong"
+    graded = course / "autograded" / student / ABLATIONS / assignments.GRADING_RESULTS
+    first = {(r["key"], r["seed"]): r["final"] for r in ablation.load_records(graded)}
+    planted = course / "submitted" / student / ABLATIONS / assignments.GRADING_RESULTS
+    planted.write_text(json.dumps({"forged": True}) + "\n")  # a results file sent in with a submission is never used
+    before = auto_scores(course, ABLATIONS, student)
+    assignments.nbgrader("autograde", ABLATIONS, "--student", student, "--force", course_dir=course)
+    assert auto_scores(course, ABLATIONS, student) == before
+    again = {(r["key"], r["seed"]): r["final"] for r in ablation.load_records(graded)}
+    assert again == first  # trained afresh, to the same numbers
 
 
 def test_export_and_feedback(course):
     assignments.nbgrader("export", "--to", "grades.csv", course_dir=course)
     with open(course / "grades.csv") as f:
         rows = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(f)}
-    assert len(rows) == 2 * len(EXPECTED)
-    for assignment, points in POINTS.items():
-        assert float(rows[assignment, "alternative"]["raw_score"]) == sum(points.values())
-        assert float(rows[assignment, "first-only"]["raw_score"]) == points["ex1-check"]
-        assert float(rows[assignment, "wrong"]["raw_score"]) == 0
+    assert len(rows) == 2 * len(STUDENTS)
+    for assignment in POINTS:
+        for student in STUDENTS:
+            assert float(rows[assignment, student]["raw_score"]) == sum(expected_scores(assignment, student).values())
     for assignment in POINTS:
         assignments.nbgrader("generate_feedback", assignment, "--force", course_dir=course)
     pages = sorted(course.glob("feedback/*/*/*.html"))
-    assert len(pages) == 2 * len(EXPECTED)
-    page = (course / "feedback" / "wrong" / ERRORS / "05_error_analysis.html").read_text()
-    assert "broken counts the correct predictions" in page or "fixed counts the mistakes" in page
+    assert len(pages) == 2 * len(STUDENTS)
+    page = (course / "feedback" / "odd-wrong" / ERRORS / "05_error_analysis.html").read_text()
+    assert "broken counts the correct predictions" in page or "fixed counts the mistakes" in page  # exercise 1
     for assignment, notebook in [(ABLATIONS, "04_overfitting_ablations"), (ERRORS, "05_error_analysis")]:
-        body = (course / "feedback" / "alternative" / assignment / f"{notebook}.html").read_text().split("<body", 1)[1]
-        assert "Exercise 1" in body and "AssertionError" not in body  # the exercises, with no failure ...
+        body = (course / "feedback" / "even-wrong" / assignment / f"{notebook}.html").read_text().split("<body", 1)[1]
+        assert "Exercise 1" in body and body.count("AssertionError") > 0  # the exercises, the failures shown ...
         assert ">Settings<" not in body  # ... and none of the chapter's cells (its settings heading opens it)
 
 
