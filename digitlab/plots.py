@@ -309,7 +309,8 @@ def plot_benchmark(rows: list[dict], targets: dict[str, float] | None = None):
 
     from digitlab.infer_bench import TARGETS
 
-    p50_target_ms, throughput_target = (targets or TARGETS)["latency"], (targets or TARGETS)["throughput"]
+    targets = targets or TARGETS
+    p50_target_ms, throughput_target = targets["latency"], targets["throughput"]
 
     rows = [r for r in rows if "skipped" not in r]
     names = [r["backend"] for r in rows]
