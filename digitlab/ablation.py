@@ -86,6 +86,8 @@ def label(config: RunConfig | dict, ref: RunConfig = PAPER, ref_name: str | None
         parts.append("+augment" if config.augment else "-augment")
     if config.weight_decay != ref.weight_decay:
         parts.append(f"wd {config.weight_decay:g}")
+    if config.label_smoothing != ref.label_smoothing:
+        parts.append(f"label smoothing {config.label_smoothing:g}")
     if config.n_train != ref.n_train:
         parts.append(f"{config.n_train or 55000:,} images")
     if config.typed_digits != ref.typed_digits:

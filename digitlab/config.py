@@ -50,6 +50,7 @@ class RunConfig(Mapping):
     schedule: str = _setting("fit", "onecycle")
     weight_decay: float = _setting("fit", 0.0)
     augment: bool = _setting("fit", False)
+    label_smoothing: float = _setting("fit", 0.0)  # the share of each target spread over the other digits
 
     def __post_init__(self):
         for f in dataclasses.fields(self):  # one spelling per value (0.0, not 0), so equal configs hash alike
@@ -72,7 +73,8 @@ class RunConfig(Mapping):
                 raise DigitlabError(f"{name} must be a probability from 0 to below 1, not {getattr(self, name)}.")
         if self.weight_decay < 0:
             raise DigitlabError(f"weight_decay must be 0 or more, not {self.weight_decay}.")
-        check_settings(**{k: getattr(self, k) for k in ("num_epochs", "batch_size", "lr", "optimizer", "schedule")})
+        check_settings(**{k: getattr(self, k) for k in ("num_epochs", "batch_size", "lr", "optimizer", "schedule",
+                                                        "label_smoothing")})
 
     def __getitem__(self, name: str):
         if name not in self.__dataclass_fields__:
@@ -98,7 +100,7 @@ class RunConfig(Mapping):
 
 
 def check_settings(num_epochs: int = 1, batch_size: int = 1, lr: float = 1e-3, optimizer: str = "adam",
-                   schedule: str = "none") -> None:
+                   schedule: str = "none", label_smoothing: float = 0.0) -> None:
     """Refuse fit settings that cannot train, before any data is loaded or moved."""
     for name, value in [("num_epochs", num_epochs), ("batch_size", batch_size)]:
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
@@ -109,6 +111,9 @@ def check_settings(num_epochs: int = 1, batch_size: int = 1, lr: float = 1e-3, o
         raise DigitlabError(f"optimizer must be {one_of(OPTIMIZERS)}, not {optimizer!r}.")
     if schedule not in SCHEDULES:
         raise DigitlabError(f"schedule must be {one_of(SCHEDULES)}, not {schedule!r}.")
+    if not 0 <= label_smoothing < 1:
+        raise DigitlabError(f"label_smoothing must be a share from 0 to below 1 (0.1 is usual), "
+                            f"not {label_smoothing!r}.")
 
 
 def one_of(names) -> str:

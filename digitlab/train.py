@@ -167,15 +167,16 @@ def _check_progress(history: dict[str, list], first_loss: float, n: int, lr: flo
 
 def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = None, *,
         num_epochs: int = 10, lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adam",
-        schedule: str = "onecycle", weight_decay: float = 0.0, augment: bool = False,
+        schedule: str = "onecycle", weight_decay: float = 0.0, augment: bool = False, label_smoothing: float = 0.0,
         seed: int = 0, device: str = "auto", precision: str = "auto", progress: bool = True) -> dict:
     """Train `net` on (X, y); return the per-epoch history and, under "run", where and how it ran.
 
-    `precision` is `fp32`, `bf16` (bfloat16 autocast) or `auto` (see `choose_precision`).
+    `label_smoothing` trains towards targets that give that share of each label's probability to the other
+    digits. `precision` is `fp32`, `bf16` (bfloat16 autocast) or `auto` (see `choose_precision`).
     Ctrl-C stops training and returns the history of the finished epochs.
     """
     _check_fit(train, val, num_epochs=num_epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-               schedule=schedule)
+               schedule=schedule, label_smoothing=label_smoothing)
     device = get_device(device)
     net.to(device, memory_format=torch.channels_last)
     X, y = (t.to(device) for t in train)
@@ -197,7 +198,7 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
             for i, (Xb, yb) in enumerate(batches):
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                     logits = net(to_channels_last(Xb))
-                    loss = F.cross_entropy(logits, yb)
+                    loss = F.cross_entropy(logits, yb, label_smoothing=label_smoothing)
                 if not torch.isfinite(loss):
                     raise DivergedError(
                         f"The loss became {loss.item()} at epoch {epoch}, batch {i + 1}: training "

@@ -27,7 +27,8 @@ def test_settings_split_a_config_into_its_parts():
     assert c.settings("data") == {"n_train": 500, "typed_digits": 3}
     assert c.settings("model") == {"batch_norm": False, "dropout1": 0.25, "dropout2": 0.5}
     assert c.settings("fit") == {"num_epochs": 10, "batch_size": 128, "lr": 0.01, "optimizer": "adam",
-                                 "schedule": "onecycle", "weight_decay": 0.0, "augment": True}
+                                 "schedule": "onecycle", "weight_decay": 0.0, "augment": True,
+                                 "label_smoothing": 0.0}
     parts = [c.settings(p) for p in ("data", "model", "fit")]
     assert sum(len(p) for p in parts) == len(dataclasses.fields(RunConfig))  # every setting in exactly one part
     assert {**parts[0], **parts[1], **parts[2]} == dataclasses.asdict(c)
@@ -40,8 +41,8 @@ def test_key_names_the_settings_whatever_their_spelling():
     keys = {RunConfig(**{name: value}).key() for name, value in
             [("n_train", 10), ("typed_digits", 1), ("batch_norm", False), ("dropout1", 0.1), ("dropout2", 0.1),
              ("num_epochs", 1), ("batch_size", 64), ("lr", 0.1), ("optimizer", "sgd"), ("schedule", "none"),
-             ("weight_decay", 0.1), ("augment", True)]}
-    assert len(keys | {RunConfig().key()}) == 13  # every setting changes the key
+             ("weight_decay", 0.1), ("augment", True), ("label_smoothing", 0.1)]}
+    assert len(keys | {RunConfig().key()}) == 14  # every setting changes the key
     assert len(RunConfig().key()) == 10 and RunConfig().key() == RunConfig().key()
     assert isinstance(RunConfig().lr, float) and isinstance(RunConfig(dropout2=0).dropout2, float)
 
@@ -57,6 +58,8 @@ def test_key_names_the_settings_whatever_their_spelling():
     ({"typed_digits": -1}, ValueError, "typed_digits must be 0 or more"),
     ({"dropout1": 1.0}, ValueError, "dropout1 must be a probability"),
     ({"weight_decay": -0.1}, ValueError, "weight_decay must be 0 or more"),
+    ({"label_smoothing": 1.0}, ValueError, "label_smoothing must be a share from 0 to below 1"),
+    ({"label_smoothing": -0.1}, ValueError, "label_smoothing must be a share from 0 to below 1"),
     ({"num_epochs": 0}, ValueError, "num_epochs must be a whole number of at least 1"),
     ({"batch_size": -1}, ValueError, "batch_size must be"),
     ({"lr": 0.0}, ValueError, "lr must be a positive number"),
@@ -85,7 +88,7 @@ def test_a_config_reads_like_the_dict_it_is_saved_as():
     c = RunConfig(n_train=500, lr=0.01)
     saved = json.loads(json.dumps(dict(c)))  # as a results file or checkpoint holds it
     assert saved == c and c == saved and RunConfig(**saved) == c  # equal either way round
-    assert c["lr"] == c.lr == 0.01 and c.get("augment") is False and "schedule" in c and len(c) == 12
+    assert c["lr"] == c.lr == 0.01 and c.get("augment") is False and "schedule" in c and len(c) == 13
     assert {**c, "lr": 0.1} == RunConfig(n_train=500, lr=0.1)  # a changed copy, as with a dict
     assert c != RunConfig(n_train=500) and saved != RunConfig(n_train=500)
     assert len({c, RunConfig(**saved), RunConfig()}) == 2  # hashable: equal configs are one set member

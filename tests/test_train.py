@@ -29,6 +29,18 @@ def test_short_training_run_learns(small_splits):
     assert acc == pytest.approx(history["val_acc"][-1])
 
 
+def test_label_smoothing_caps_the_networks_confidence(small_splits):
+    X, y = small_splits["train"][0][:1024], small_splits["train"][1][:1024]
+    confidence = {}
+    for smoothing in (0.0, 0.3):
+        set_seed(0)
+        net = DigitRecognitionCNN()
+        fit(net, (X, y), num_epochs=3, batch_size=64, lr=3e-3, label_smoothing=smoothing, progress=False)
+        confidence[smoothing] = torch.softmax(train.batched_logits(net, X), 1).max(1).values.mean().item()
+    # Smoothing 0.3 makes the best target probability 0.7 + 0.03; the plain loss pushes it towards 1.
+    assert confidence[0.3] < 0.8 < 0.9 < confidence[0.0], confidence
+
+
 def test_same_seed_same_numbers(small_splits):
     X, y = small_splits["train"][0][:512], small_splits["train"][1][:512]
     runs = []
@@ -193,6 +205,7 @@ def test_divergence_without_nan_stops_with_a_clear_error(small_splits, n, settin
     ({"batch_size": 0}, "batch_size must be"), ({"batch_size": -5}, "batch_size must be"),
     ({"lr": 0.0}, "lr must be"), ({"optimizer": "adamax"}, "optimizer must be"),
     ({"schedule": "cosine"}, "schedule must be 'none', 'step', 'onecycle' or 'plateau'"),
+    ({"label_smoothing": 1.0}, "label_smoothing must be a share from 0 to below 1"),
 ])
 def test_bad_settings_are_refused_before_anything_runs(settings, message, monkeypatch):
     monkeypatch.setattr(train, "get_device", lambda *a: pytest.fail("fit went past its checks"))
