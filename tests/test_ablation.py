@@ -77,6 +77,7 @@ def test_grid_and_one_at_a_time():
     assert label(BARE) == "-BN -dropout -schedule"
     assert label(make_config(BARE, n_train=None), make_config(BARE, n_train=None), "bare, all data") == "bare, all data"
     assert label(make_config(n_train=None, augment=True, weight_decay=1e-4)) == "+augment wd 0.0001 55,000 images"
+    assert label(make_config(label_smoothing=0.1)) == "label smoothing 0.1"
 
 
 def test_run_grid_records_every_run_once_and_resumes(tiny_data, tmp_path, monkeypatch):
