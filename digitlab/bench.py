@@ -224,8 +224,8 @@ def load_results(path: Path = RESULTS_JSON) -> dict:
     return results
 
 
-def earlier_results(out: Path, smoke: bool) -> dict:
-    """The parts already measured in `out`'s JSON on this machine, kept when `--parts` measures others."""
+def earlier_results(out: Path, machine: dict, smoke: bool) -> dict:
+    """The parts already measured in `out`'s JSON on `machine` (`setup()`), kept when `--parts` measures others."""
     path = out.with_suffix(".json")
     if not path.exists():
         return {}
@@ -234,7 +234,7 @@ def earlier_results(out: Path, smoke: bool) -> dict:
     except DigitlabError as err:
         print(f"Starting afresh: {err}")
         return {}
-    if results["machine"] != setup() or results["smoke"] != smoke:
+    if results["machine"] != machine or results["smoke"] != smoke:
         print(f"Starting afresh: {path} was measured on another machine or in another mode.")
         return {}
     return results["parts"]
@@ -251,8 +251,9 @@ def main(argv: list[str] | None = None) -> None:
                              "--smoke writes only when given --out)")
     args = parser.parse_args(argv)
     out = args.out or (None if args.smoke else RESULTS)
-    results = {"machine": setup(), "smoke": args.smoke,
-               "parts": earlier_results(out, args.smoke) if out is not None else {}}
+    this = setup()
+    results = {"machine": this, "smoke": args.smoke,
+               "parts": earlier_results(out, this, args.smoke) if out is not None else {}}
     for part in PARTS:
         if part in args.parts:
             print(f"Measuring {part} ...", flush=True)
