@@ -292,7 +292,7 @@ class Predictor:
 
     def logits(self, images) -> Tensor:
         """Logits [N, 10] for raw images (uint8 0-255 or float 0-1, [28, 28] or [N, 28, 28])."""
-        with _torch_threads(self.threads):
+        with torch_threads(self.threads):
             return self.run(normalize(_as_images(images)))
 
     def predict_proba(self, images) -> Tensor:
@@ -308,7 +308,7 @@ class Predictor:
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int):
+def torch_threads(n: int):
     """Run PyTorch's CPU kernels with `n` threads inside the block, then restore the setting."""
     before = torch.get_num_threads()
     torch.set_num_threads(n)

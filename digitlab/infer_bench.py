@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from digitlab.errors import report_user_errors
 from digitlab.files import write_text
-from digitlab.infer import BACKENDS, INT8_TOLERANCE, Runner, _torch_threads, make_runner
+from digitlab.infer import BACKENDS, INT8_TOLERANCE, Runner, make_runner, torch_threads
 from digitlab.settings import BENCHMARKS_DIR, machine
 
 REPORT = BENCHMARKS_DIR / "INFERENCE.md"
@@ -57,7 +57,7 @@ def multiply_adds(net: nn.Module) -> int:
 def matmul_gflops(threads: int | None = None, n: int = 1024, repeats: int = 20) -> float:
     """Float32 matrix-multiply speed of this CPU in GFLOP/s: a practical ceiling for a network's arithmetic."""
     A = torch.randn(n, n)
-    with _torch_threads(threads or torch.get_num_threads()), torch.inference_mode():
+    with torch_threads(threads or torch.get_num_threads()), torch.inference_mode():
         A @ A
         start = time.perf_counter()
         for _ in range(repeats):
@@ -66,7 +66,7 @@ def matmul_gflops(threads: int | None = None, n: int = 1024, repeats: int = 20) 
     return 2 * n ** 3 * repeats / seconds / 1e9
 
 
-def _call_times(run: Runner, x, n: int) -> list[float]:
+def call_times(run: Runner, x, n: int) -> list[float]:
     """Wall times in seconds of `n` calls of `run(x)`, one by one."""
     times = []
     for _ in range(n):
@@ -80,7 +80,7 @@ def latency_ms(run: Runner, x: Tensor, repeats: int = 2000, warmup: int = 100) -
     """Median (p50) and 99th-percentile wall time of `run(x)` in milliseconds."""
     for _ in range(warmup):
         run(x)
-    p50, p99 = np.percentile(_call_times(run, x, repeats), [50, 99])
+    p50, p99 = np.percentile(call_times(run, x, repeats), [50, 99])
     return float(p50 * 1e3), float(p99 * 1e3)
 
 
@@ -106,11 +106,11 @@ def benchmark(net: nn.Module, test: tuple[Tensor, Tensor], calibration: Tensor, 
     runners, skipped = {}, {}
     for backend in backends:  # build and warm up every backend first (compiling, calibrating, exporting)
         try:
-            with _torch_threads(1):
+            with torch_threads(1):
                 single = make_runner(net, backend, threads=1, calibration=calibration)
                 for _ in range(max(1, repeats // 10)):
                     single(one)
-            with _torch_threads(threads):
+            with torch_threads(threads):
                 batched = make_runner(net, backend, threads=threads, calibration=calibration)
                 batched(batches[0])
         except ModuleNotFoundError as err:
@@ -122,9 +122,9 @@ def benchmark(net: nn.Module, test: tuple[Tensor, Tensor], calibration: Tensor, 
     accuracy = {}
     for _ in range(rounds):
         for backend, (single, batched) in runners.items():
-            with _torch_threads(1):
-                times[backend] += _call_times(single, one, max(1, repeats // rounds))
-            with _torch_threads(threads):
+            with torch_threads(1):
+                times[backend] += call_times(single, one, max(1, repeats // rounds))
+            with torch_threads(threads):
                 start = time.perf_counter()
                 predictions = torch.cat([batched(Xb).argmax(1) for Xb in batches])
                 passes[backend].append(time.perf_counter() - start)
