@@ -1,8 +1,15 @@
-"""pyproject.toml, environment.yml and constraints.txt must agree; the learner's lab config covers nbgrader."""
+"""pyproject.toml, environment.yml and constraints.txt must agree; the learner's lab config covers nbgrader.
+
+The floors must be true: the oldest matplotlib bundles every font the foreign-digit bench types in, the
+notebooks that need fonts or ONNX run in `make test-oldest`, and the package builds without a deprecation warning.
+"""
 
 import json
 import re
+import shutil
+import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -81,3 +88,104 @@ def test_learners_lab_turns_off_every_nbgrader_server_extension_installed():
     page = json.loads((ROOT / "jupyter" / "labconfig" / "page_config.json").read_text())
     assert page["disabledExtensions"]["@jupyter/nbgrader"] is True
     assert "JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter" in (ROOT / "Makefile").read_text()
+
+
+# The floors hold what the course relies on
+
+OLDEST_FONTS = ROOT / "tests" / "oldest_fonts.txt"
+
+
+def oldest_fonts() -> tuple[str, list[str]]:
+    """The matplotlib version tests/oldest_fonts.txt was recorded from, and the font files it lists."""
+    lines = [line.strip() for line in OLDEST_FONTS.read_text().splitlines()]
+    lines = [line for line in lines if line and not line.startswith("#")]
+    package, version = lines[0].split("==")
+    assert canonicalize_name(package) == "matplotlib", f"{OLDEST_FONTS.name} must begin with matplotlib==VERSION"
+    return version, lines[1:]
+
+
+def test_oldest_fonts_were_recorded_from_the_oldest_matplotlib():
+    """Change constraints-oldest.txt's matplotlib, and tests/oldest_fonts.txt must be recorded again."""
+    version, _ = oldest_fonts()
+    assert version == read_pins("constraints-oldest.txt")["matplotlib"], (
+        f"{OLDEST_FONTS.name} lists matplotlib {version}'s fonts, but constraints-oldest.txt pins another "
+        "matplotlib: record its fonts again (the file's header says how)")
+
+
+def test_the_oldest_matplotlib_bundles_every_font_the_foreign_bench_uses():
+    from digitlab.foreign import FONTS
+
+    version, bundled = oldest_fonts()
+    used = FONTS["tune"] + FONTS["report"]
+    missing = sorted(set(used) - set(bundled))
+    assert not missing, f"matplotlib {version}, the oldest allowed, does not bundle {missing}"
+    assert not set(FONTS["tune"]) & set(FONTS["report"])
+
+
+def test_oldest_fonts_list_matches_the_installed_oldest_matplotlib():
+    """In .venv-oldest (make test-oldest) the recorded list must be the real folder's."""
+    import matplotlib
+
+    version, bundled = oldest_fonts()
+    if matplotlib.__version__ != version:
+        pytest.skip(f"matplotlib {matplotlib.__version__} is installed, not the oldest allowed ({version})")
+    folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    assert sorted(path.name for path in folder.glob("*.ttf")) == sorted(bundled)
+
+
+def test_make_test_oldest_runs_every_notebook_that_needs_fonts_or_onnx():
+    """A floor that breaks a chapter (fonts, ONNX export) must fail `make test-oldest`, not only a learner."""
+    uses = re.compile(r"\b(foreign_bench|typed_digits|load_font|font_path|export_onnx|onnxruntime|import onnx)\b")
+    needing = set()
+    for notebook in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        cells = json.loads(notebook.read_text())["cells"]
+        if any(cell["cell_type"] == "code" and uses.search("".join(cell["source"])) for cell in cells):
+            needing.add(f"notebooks/{notebook.name}")
+    listed = re.search(r"^OLDEST_NOTEBOOKS :=(.*)$", (ROOT / "Makefile").read_text(), re.M).group(1).split()
+    assert needing and needing <= set(listed), f"add {sorted(needing - set(listed))} to OLDEST_NOTEBOOKS"
+    assert all((ROOT / name).exists() for name in listed)
+
+
+def test_python_floor_agrees():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    conda = re.search(r"^  - python>=([0-9.]+)$", (ROOT / "environment.yml").read_text(), re.M).group(1)
+    assert project["requires-python"] == f">={conda}"
+
+
+# The build: an SPDX licence, a setuptools that reads it, and no deprecation warning
+
+def test_build_requires_a_setuptools_that_reads_an_spdx_license():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "MIT"
+    assert pyproject["project"]["license-files"] == ["LICENSE"]
+    setuptools = next(Requirement(r) for r in pyproject["build-system"]["requires"]
+                      if canonicalize_name(Requirement(r).name) == "setuptools")
+    assert setuptools.specifier.contains("77.0.0") and not setuptools.specifier.contains("76.1.0")
+
+
+OFFLINE = ("No matching distribution found for setuptools", "Could not find a version that satisfies the requirement",
+           "Failed to establish a new connection", "Temporary failure in name resolution", "Network is unreachable")
+
+
+def test_wheel_builds_without_a_deprecation_warning(tmp_path):
+    """pip builds the wheel as an install does (isolated, the newest setuptools allowed): the log stays clean."""
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "digitlab", source / "digitlab", ignore=shutil.ignore_patterns("__pycache__"))
+    run = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", str(source), "-w", str(tmp_path)],
+                         capture_output=True, text=True, timeout=600)
+    log = run.stdout + run.stderr
+    if run.returncode != 0 and any(sign in log for sign in OFFLINE):
+        pytest.skip("pip cannot reach a package index for the build requirements (setuptools)")
+    assert run.returncode == 0, log
+    warnings = [line for line in log.splitlines() if re.search(r"[Dd]eprecat|DEPRECAT|[A-Za-z]Warning\b", line)]
+    assert not warnings, "the build printed:\n" + "\n".join(warnings)
+    wheel = next(tmp_path.glob("digitlab-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        metadata = archive.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode().splitlines()
+    assert "License-Expression: MIT" in metadata and "License-File: LICENSE" in metadata
+    assert not any(line.startswith("License:") for line in metadata)
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
