@@ -3,6 +3,9 @@
 Nothing here executes a notebook. At build time it
 - folds the model solutions that JupyterLab folds (cell metadata `jupyter.source_hidden` / `outputs_hidden`):
   code cells get MyST-NB's `hide-input` / `hide-output` tags, written answers a `<details>` fold;
+- drops the check cells (tag `check`): they tie the prose to the outputs when the notebook runs, not for reading;
+- shows the exercises' graded check cells unfolded, without their hidden tests (nbgrader's `BEGIN HIDDEN TESTS`);
+- folds each "Going deeper" section (a heading JupyterLab shows collapsed) into one `<details>`;
 - replaces each widget output, which needs a running kernel, by what can be shown without one: a progress bar's
   final state as text, or the widget's own note (its `text/plain`) saying that it runs in JupyterLab;
 - writes the course map on the landing page from the README's chapter table and `notebooks/README.md`'s times.
@@ -16,12 +19,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 COURSE_MAP = "<!-- course map -->"
+CHECK_TAG = "check"            # a cell that checks the prose against the outputs: it runs, but is not shown
+GOING_DEEPER = "Going deeper"  # a section heading that starts so is a detour, folded
 SOLUTION_PROMPT = {"code_prompt_show": "Show the model solution ({type})",
                    "code_prompt_hide": "Hide the model solution ({type})"}
 
@@ -38,10 +44,18 @@ def _first_line(markdown: str) -> str:
 
 def fold_written_answer(markdown: str) -> str:
     """A folded written answer: the cell inside `<details>`, nbgrader's solution markers as a plain label."""
-    body = re.sub(r"^#+ BEGIN SOLUTION\s*$", "**Model answer**", markdown, flags=re.M)
-    body = re.sub(r"^#+ END SOLUTION\s*$", "", body, flags=re.M).strip()
-    summary = html.escape(f"{_first_line(markdown)} … (written answer and model answer, folded)")
+    marker = r"^(?:#+ |<!-- )(BEGIN|END) SOLUTION(?: -->)?\s*$"
+    body = re.sub(marker, lambda m: "**Model answer**" if m.group(1) == "BEGIN" else "", markdown, flags=re.M).strip()
+    first = _first_line(markdown)
+    summary = html.escape(f"{first}: show the model answer" if first.startswith("Answer to exercise") else
+                          f"{first} … (written answer and model answer, folded)")
     return f'<details class="solution">\n<summary>{summary}</summary>\n\n{body}\n\n</details>\n'
+
+
+def strip_hidden_tests(source: str) -> str:
+    """A graded check cell as a learner may read it: each hidden-tests block replaced by a one-line note."""
+    note = "# (more checks run when the exercise is graded)"
+    return re.sub(r"^### BEGIN HIDDEN TESTS$.*?^### END HIDDEN TESTS$", note, source, flags=re.M | re.S)
 
 
 def _progress_text(model_id: str, state: dict[str, Any]) -> str | None:
@@ -74,20 +88,22 @@ def _widget_output(output: dict[str, Any], state: dict[str, Any]) -> dict[str, A
 
 
 def prepare_notebook(nb: dict[str, Any]) -> dict[str, Any]:
-    """The notebook as the website shows it: solutions folded, widgets static. The input is left unchanged."""
+    """The notebook as the website shows it: check cells dropped, solutions folded, graded checks without their
+    hidden tests, widgets static. The input is left unchanged."""
     nb = json.loads(json.dumps(nb))
     state = nb.get("metadata", {}).pop("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    nb["cells"] = [c for c in nb["cells"] if CHECK_TAG not in c.get("metadata", {}).get("tags", [])]
     for cell in nb["cells"]:
         hidden = cell.get("metadata", {}).get("jupyter", {})
         if cell["cell_type"] == "markdown" and hidden.get("source_hidden"):
             cell["source"] = fold_written_answer(_text(cell["source"]))
         elif cell["cell_type"] == "code":
             tags = cell["metadata"].setdefault("tags", [])
-            if hidden.get("source_hidden"):
-                tags.append("hide-input")
-            if hidden.get("outputs_hidden"):
-                tags.append("hide-output")
-            if hidden:
+            if cell["metadata"].get("nbgrader", {}).get("grade"):  # a graded check: shown, its hidden tests not
+                cell["source"] = strip_hidden_tests(_text(cell["source"]))
+            elif hidden:
+                tags.extend(tag for tag, key in [("hide-input", "source_hidden"), ("hide-output", "outputs_hidden")]
+                            if hidden.get(key))
                 cell["metadata"].setdefault("mystnb", {}).update(SOLUTION_PROMPT)
             cell["outputs"] = [_widget_output(o, state) if WIDGET_VIEW in o.get("data", {}) else o
                                for o in cell.get("outputs", [])]
@@ -139,7 +155,20 @@ def _source_read(app: Sphinx, docname: str, source: list[str]) -> None:
         source[0] = source[0].replace(COURSE_MAP, table)
 
 
+def fold_going_deeper(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """Wrap the body of every section titled "Going deeper: ..." in a `<details>` fold, its title as the summary."""
+    for section in list(doctree.findall(nodes.section)):
+        title = section.next_node(nodes.title)
+        if title is None or not title.astext().startswith(GOING_DEEPER):
+            continue
+        summary = html.escape(title.astext())
+        section.insert(section.index(title) + 1, nodes.raw(
+            "", f'<details class="going-deeper"><summary>{summary} (a detour: click to open)</summary>', format="html"))
+        section.append(nodes.raw("", "</details>", format="html"))
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     """Register the build-time hooks."""
     app.connect("source-read", _source_read)
+    app.connect("doctree-resolved", fold_going_deeper)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

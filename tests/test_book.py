@@ -103,7 +103,26 @@ def test_model_solutions_are_folded_as_in_jupyterlab(site, chapter):
         assert "Model answer" in details.get_text()
     assert not any("SOLUTION" in h.get_text() for h in soup.find_all(re.compile("^h[1-6]$")))
     checks = [c for c in soup.select("div.cell") if "# Check exercise" in c.get_text()]
-    assert checks and not any(c.find("details") for c in checks), "the check cells stay visible"
+    assert checks and not any(c.find("details") for c in checks), "the graded check cells stay visible"
+    assert "HIDDEN TESTS" not in soup.get_text(), "a graded check cell shows its hidden tests"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_chapter_page_shows_a_check_cell(site, notebook):
+    checks = [c for c in cells(notebook) if book.CHECK_TAG in c.get("metadata", {}).get("tags", [])]
+    text = page(site, f"notebooks/{notebook.stem}.html").get_text()
+    for check in checks:
+        body = [line for line in "".join(check["source"]).splitlines() if line.strip() and not line.startswith("#")]
+        assert body[0].strip() not in text, body[0]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_going_deeper_sections_are_folded(site, notebook):
+    headings = ["".join(c["source"]).splitlines()[0].lstrip("#").strip() for c in cells(notebook)
+                if c["cell_type"] == "markdown" and "".join(c["source"]).lstrip("#").strip().startswith("Going deeper")
+                and "".join(c["source"]).startswith("#")]
+    folds = page(site, f"notebooks/{notebook.stem}.html").select("details.going-deeper > summary")
+    assert [f.get_text().split(" (a detour")[0] for f in folds] == headings
 
 
 def test_widgets_show_their_note_or_final_progress_and_load_no_widget_code(site):
@@ -162,20 +181,43 @@ def test_math_is_typeset_by_the_sites_own_mathjax(tmp_path):
 
 
 def test_prepare_notebook_folds_hidden_cells_and_leaves_its_input_alone():
+    graded = {"nbgrader": {"grade": True, "grade_id": "ex1-check", "points": 1}, "jupyter": {"source_hidden": True}}
     nb = {"metadata": {}, "cells": [
         {"cell_type": "code", "metadata": {"jupyter": {"source_hidden": True, "outputs_hidden": True}},
          "source": "x = 1", "outputs": []},
+        {"cell_type": "markdown", "metadata": {}, "source": "**Why?** Say it."},
         {"cell_type": "markdown", "metadata": {"jupyter": {"source_hidden": True}},
-         "source": "**Why?** Say it.\n\n### BEGIN SOLUTION\nBecause.\n### END SOLUTION\n"},
+         "source": "**Answer to exercise 1**\n\n<!-- BEGIN SOLUTION -->\nBecause.\n<!-- END SOLUTION -->\n"},
+        {"cell_type": "code", "metadata": {"tags": ["check"], "jupyter": {"source_hidden": True}},
+         "source": "assert x == 1", "outputs": []},
+        {"cell_type": "code", "metadata": graded, "outputs": [],
+         "source": "# Check exercise 1\nassert isinstance(x, int)\n### BEGIN HIDDEN TESTS\nassert x == 1\n"
+                   "### END HIDDEN TESTS\n"},
         {"cell_type": "code", "metadata": {}, "source": "y = 2", "outputs": []},
     ]}
     before = json.dumps(nb)
-    code, written, plain = book.prepare_notebook(nb)["cells"]
+    code, prompt, written, check, plain = book.prepare_notebook(nb)["cells"]
     assert json.dumps(nb) == before
     assert code["metadata"]["tags"] == ["hide-input", "hide-output"]
-    assert written["source"].startswith('<details class="solution">\n<summary>Why? Say it. …')
+    assert prompt["source"] == "**Why?** Say it."
+    assert written["source"].startswith('<details class="solution">\n<summary>Answer to exercise 1: show the model '
+                                        'answer</summary>')
     assert "**Model answer**\nBecause." in written["source"] and "SOLUTION" not in written["source"]
+    assert check["metadata"]["tags"] == [] and "x == 1" not in check["source"]
+    assert check["source"].startswith("# Check exercise 1\nassert isinstance(x, int)\n# (more checks run")
     assert plain["metadata"]["tags"] == [] and "mystnb" not in plain["metadata"]
+
+
+def test_a_going_deeper_section_is_one_fold(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "page.md").write_text("# Page\n\nCore.\n\n## Going deeper: a detour\n\nAside.\n\n"
+                                              "### Part two\n\nMore aside.\n\n## Back\n\nCore again.\n")
+    result = sphinx(tmp_path / "src", tmp_path, "-D", "root_doc=page", "-D", "include_patterns=page.md")
+    assert result.returncode == 0, result.stderr
+    soup = bs4.BeautifulSoup((tmp_path / "html" / "page.html").read_text(), "html.parser")
+    fold = soup.select_one("details.going-deeper")
+    assert fold.summary.get_text().startswith("Going deeper: a detour")
+    assert "Aside." in fold.get_text() and "More aside." in fold.get_text() and "Core again." not in fold.get_text()
 
 
 def progress_state(value: float, total: float) -> dict:

@@ -4,6 +4,7 @@ modules the README's table describes; no internal strings, files or private help
 import ast
 import importlib
 import inspect
+import itertools
 import json
 import re
 from pathlib import Path
@@ -59,3 +60,38 @@ def test_notebooks_use_only_public_documented_names(path):
         obj = getattr(module, name)  # it exists
         if inspect.isfunction(obj) or inspect.isclass(obj):
             assert inspect.getdoc(obj), f"{module_name}.{name} has no docstring"
+
+
+def is_check(cell: dict) -> bool:
+    """A cell that ties the prose to the outputs: tagged `check`, run by the tests, folded and kept off the website."""
+    return "check" in cell.get("metadata", {}).get("tags", [])
+
+
+def assert_lines(cell: dict) -> int:
+    return sum(line.lstrip().startswith("assert ") for line in "".join(cell["source"]).splitlines())
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_checks_are_out_of_the_reading_path(path):
+    """At most 5 assert lines in the code a learner reads; the rest sit in folded check cells (exercises aside)."""
+    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    read = [c for c in cells if not is_check(c) and "nbgrader" not in c.get("metadata", {})]
+    assert sum(map(assert_lines, read)) <= 5
+    for cell in filter(is_check, cells):
+        assert cell["metadata"].get("jupyter", {}).get("source_hidden"), "a check cell is folded in JupyterLab"
+        assert assert_lines(cell) > 0, "a check cell checks something"
+        assert not any(o.get("output_type") == "stream" for o in cell.get("outputs", [])), "a check cell prints nothing"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_written_answer_prompts_are_visible_and_only_the_answer_is_folded(path):
+    cells = json.loads(path.read_text())["cells"]
+    for before, cell in itertools.pairwise(cells):
+        if cell["cell_type"] == "markdown" and cell.get("metadata", {}).get("nbgrader", {}).get("solution"):
+            label, _, answer = "".join(cell["source"]).strip().partition("\n\n")
+            assert re.fullmatch(r"\*\*Answer to exercise \d+\*\*", label), "what the folded cell shows"
+            assert answer.startswith("<!-- BEGIN SOLUTION -->") and answer.endswith("<!-- END SOLUTION -->"), \
+                "nbgrader's markers as HTML comments, which do not render"
+            assert cell["metadata"].get("jupyter", {}).get("source_hidden"), "the model answer is folded"
+            assert before["cell_type"] == "markdown" and not before.get("metadata", {}).get("jupyter"), \
+                "the question stands visible right above its answer"
