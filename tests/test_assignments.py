@@ -13,13 +13,52 @@ from digitlab import ablation, assignments
 pytest.importorskip("nbgrader")
 from nbgrader.api import Gradebook  # noqa: E402
 
+ARCHITECTURE, TRAINING = "architecture", "training"
 ABLATIONS, ERRORS = "overfitting_ablations", "error_analysis"
-POINTS = {ABLATIONS: {"ex1-check": 2, "ex2-check": 2, "ex3-check": 2, "ex4-check": 2},
+ASSIGNMENTS = (ARCHITECTURE, TRAINING, ABLATIONS, ERRORS)
+POINTS = {ARCHITECTURE: {"ex1-check": 2, "ex2-check": 2},
+          TRAINING: {"ex1-check": 3, "ex2-check": 2},
+          ABLATIONS: {"ex1-check": 2, "ex2-check": 2, "ex3-check": 2, "ex4-check": 2},
           ERRORS: {"ex1-check": 2, "ex2-check": 1, "ex3-check": 1}}
 
 # Correct answers that make other valid choices than the model solution (other rates, weight decay,
 # code written another way): each must get all its points.
 ALTERNATIVE = {
+    ARCHITECTURE: {
+        "ex1-solution": """
+def avg_pool_by_hand(fmap, k):
+    rows, cols = fmap.shape[0] // k * k, fmap.shape[1] // k * k   # drop what does not fill a whole square
+    return fmap[:rows, :cols].reshape(rows // k, k, cols // k, k).mean(dim=(1, 3))""",
+        "ex2-solution": """
+variant = nn.Sequential(
+    nn.Conv2d(1, 32, kernel_size=5), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.25),
+    nn.Conv2d(32, 64, kernel_size=5), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.5),
+    nn.Flatten())
+with torch.no_grad():
+    fc1_inputs = variant.eval()(torch.zeros(1, 1, 28, 28)).numel()
+variant.append(nn.Linear(fc1_inputs, 128))
+variant.append(nn.Linear(128, 10))
+n_params_5x5 = sum(p.numel() for p in variant.parameters())""",
+    },
+    TRAINING: {
+        "ex1-solution": """
+def evaluate_by_hand(net, X, y, batch_size):
+    was_training = net.training
+    net.eval()
+    total_loss, total_right = 0.0, 0
+    with torch.inference_mode():
+        for Xb, yb in DataLoader(TensorDataset(X, y), batch_size=batch_size):
+            logits = net(Xb.to(device))
+            total_loss += nn.functional.cross_entropy(logits, yb.to(device)).item() * len(yb)  # batch mean x size
+            total_right += int((logits.argmax(dim=1).cpu() == yb).sum())
+    net.train(was_training)   # back to the mode it was in
+    return total_loss / len(y), total_right / len(y)""",
+        "ex2-solution": """
+shift_accuracy = {}
+for k in range(5):
+    shifted = torch.cat([X_val[..., 28 - k:], X_val[..., :28 - k]], dim=3)   # the last k columns first
+    shift_accuracy[k] = accuracy(net, shifted, y_val)""",
+    },
     ABLATIONS: {
         "ex1-solution": """
 runs = {name: [r for r in records if r["config"] == config]
@@ -72,6 +111,35 @@ for bins in [50, 15, 5]:
 
 # Plausible but wrong answers, one per exercise: each must get no points for that exercise.
 WRONG = {
+    ARCHITECTURE: {
+        "ex1-solution": """
+def avg_pool_by_hand(fmap, k):
+    n_rows, n_cols = -(-fmap.shape[0] // k), -(-fmap.shape[1] // k)   # rounded up: keeps partial squares
+    out = torch.zeros(n_rows, n_cols)
+    for i in range(n_rows):
+        for j in range(n_cols):
+            out[i, j] = fmap[i * k:(i + 1) * k, j * k:(j + 1) * k].mean()
+    return out""",
+        "ex2-solution": """
+fc1_inputs = 64 * 7 * 7   # as if the 5x5 convolutions kept the size of their maps
+n_params_5x5 = ((32 * 5 * 5 + 32) + 2 * 32 + (64 * 32 * 5 * 5 + 64) + 2 * 64
+                + (128 * fc1_inputs + 128) + (10 * 128 + 10))""",
+    },
+    TRAINING: {
+        "ex1-solution": """
+def evaluate_by_hand(net, X, y, batch_size):
+    net.eval()
+    batch_losses, batch_accs = [], []
+    with torch.no_grad():
+        for i in range(0, len(X), batch_size):
+            logits = net(X[i:i + batch_size].to(device))
+            yb = y[i:i + batch_size].to(device)
+            batch_losses.append(loss_fn(logits, yb).item())
+            batch_accs.append((logits.argmax(1) == yb).float().mean().item())
+    return sum(batch_losses) / len(batch_losses), sum(batch_accs) / len(batch_accs)  # the mean of the batch means""",
+        "ex2-solution": """
+shift_accuracy = {k: evaluate(net, torch.roll(X_val, k, dims=2), y_val)[1] for k in range(5)}  # down, not right""",
+    },
     ABLATIONS: {
         "ex1-solution": """
 no_bn = ablation.make_config(SMALL, batch_norm=False)
@@ -184,7 +252,7 @@ def course(tmp_path_factory):
 
 
 def test_answers_are_each_right_in_one_submission_and_wrong_in_the_other():
-    for assignment in (ABLATIONS, ERRORS):
+    for assignment in ASSIGNMENTS:
         given = [answers(assignment, student) for student in STUDENTS]
         for grade_id in ALTERNATIVE[assignment]:
             assert {a[grade_id] for a in given} == {ALTERNATIVE[assignment][grade_id], WRONG[assignment][grade_id]}
@@ -192,7 +260,7 @@ def test_answers_are_each_right_in_one_submission_and_wrong_in_the_other():
         assert all(0 < sum(s.values()) < sum(POINTS[assignment].values()) for s in scores)  # partial credit
 
 
-@pytest.mark.parametrize("assignment", [ABLATIONS, ERRORS])
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
 @pytest.mark.parametrize("student", list(STUDENTS))
 def test_autograded_scores(course, assignment, student):
     assert auto_scores(course, assignment, student) == expected_scores(assignment, student)
@@ -222,14 +290,14 @@ def test_export_and_feedback(course):
     assignments.nbgrader("export", "--to", "grades.csv", course_dir=course)
     with open(course / "grades.csv") as f:
         rows = {(r["assignment"], r["student_id"]): r for r in csv.DictReader(f)}
-    assert len(rows) == 2 * len(STUDENTS)
+    assert len(rows) == len(ASSIGNMENTS) * len(STUDENTS)
     for assignment in POINTS:
         for student in STUDENTS:
             assert float(rows[assignment, student]["raw_score"]) == sum(expected_scores(assignment, student).values())
     for assignment in POINTS:
         assignments.nbgrader("generate_feedback", assignment, "--force", course_dir=course)
     pages = sorted(course.glob("feedback/*/*/*.html"))
-    assert len(pages) == 2 * len(STUDENTS)
+    assert len(pages) == len(ASSIGNMENTS) * len(STUDENTS)
     page = (course / "feedback" / "odd-wrong" / ERRORS / "05_error_analysis.html").read_text()
     assert "broken counts the correct predictions" in page or "fixed counts the mistakes" in page  # exercise 1
     for assignment, notebook in [(ABLATIONS, "04_overfitting_ablations"), (ERRORS, "05_error_analysis")]:
