@@ -1,12 +1,14 @@
 import dataclasses
+import subprocess
 
 import pytest
 import torch
 
 from digitlab import checkpoints
 from digitlab.checkpoints import load, load_or_train, save
-from digitlab.config import RunConfig
+from digitlab.config import RECIPE, RunConfig
 from digitlab.models import DigitRecognitionCNN
+from digitlab.settings import PROJECT_DIR
 
 
 def test_checkpoint_round_trip(tmp_path):
@@ -104,3 +106,15 @@ def test_unreadable_checkpoint_says_permission_denied(tmp_path, monkeypatch):
         load(path)
     assert "Delete" not in str(err.value)
 
+
+
+def test_the_course_network_is_committed_for_the_current_recipe():
+    """Every learner reads the network the chapters describe: the course recipe's checkpoint is in the repository."""
+    path = checkpoints.checkpoint_path("course", RECIPE)
+    tracked = subprocess.run(["git", "ls-files", "models"], cwd=PROJECT_DIR, capture_output=True, text=True).stdout
+    if not tracked and not (PROJECT_DIR / ".git").exists():
+        pytest.skip("not a git checkout")
+    assert tracked.split() == [str(path.relative_to(PROJECT_DIR))], "commit exactly the course recipe's network"
+    net, meta = load(path)
+    assert meta["config"] == dataclasses.asdict(RECIPE) and meta["seed"] == 0
+    assert len(meta["history"]["epoch"]) == RECIPE.num_epochs and meta["history"]["val_acc"][-1] > 0.99
