@@ -95,3 +95,46 @@ def test_written_answer_prompts_are_visible_and_only_the_answer_is_folded(path):
             assert cell["metadata"].get("jupyter", {}).get("source_hidden"), "the model answer is folded"
             assert before["cell_type"] == "markdown" and not before.get("metadata", {}).get("jupyter"), \
                 "the question stands visible right above its answer"
+
+
+WORDS_PER_MINUTE = 120  # careful reading of prose and code, the cells run as you go (notebooks/README.md)
+
+
+def reading_words(path: Path) -> tuple[int, int]:
+    """Words of prose on the chapter's core path, and folded away from it: "Going deeper" sections, hints and
+    answers (`<details>`), model answers."""
+    core = folded = 0
+    deeper_level = None
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        text = "".join(cell["source"])
+        heading = re.match(r"(#+) ", text)
+        if heading:
+            level = len(heading.group(1))
+            if deeper_level is not None and level <= deeper_level:
+                deeper_level = None
+            if text[heading.end():].startswith("Going deeper"):
+                deeper_level = level
+        words = len(text.split())
+        if deeper_level is not None or cell.get("metadata", {}).get("jupyter", {}).get("source_hidden"):
+            folded += words
+        else:
+            inside = sum(len(d.split()) for d in re.findall(r"<details>.*?</details>", text, flags=re.S))
+            core, folded = core + words - inside, folded + inside
+    return core, folded
+
+
+def minutes(words: int) -> int:
+    return max(5, round(words / WORDS_PER_MINUTE / 5) * 5)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_reading_times_come_from_the_word_counts(path):
+    guide = (ROOT / "notebooks" / "README.md").read_text().split("# Instructor guide")[0]
+    row = next(line for line in guide.splitlines() if line.startswith(f"| {path.stem[:2]} ·"))
+    reading = row.split("|")[2]
+    core, folded = reading_words(path)
+    assert f"about {minutes(core)} min ({round(core, -2):,} words" in reading, (reading, core)
+    if folded:
+        assert f"plus {minutes(folded)} min folded ({round(folded, -2):,} words" in reading, (reading, folded)
