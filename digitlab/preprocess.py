@@ -257,7 +257,7 @@ def preprocess_steps(image) -> dict[str, np.ndarray]:
 
 
 def to_mnist(image) -> Tensor:
-    """Any picture of one digit -> a float32 [28, 28] MNIST-style image: white ink on black, pixels in [0, 1].
+    """Any picture of one digit -> a float32 [28, 28] MNIST-style image: ink high, paper 0, pixels in [0, 1].
 
     Accepts a PIL image, an image file path, a numpy array or a tensor: gray, RGB or RGBA,
     any size, dark-on-light or light-on-dark. The result goes straight into `digitlab.predict`,

@@ -109,7 +109,7 @@ PEN_WIDTH = 22  # stroke width in canvas pixels, about the thickness of an MNIST
 
 
 def rasterize(strokes: list[list[tuple[float, float]]], size: int | None = None, width: int | None = None):
-    """Strokes (lists of (x, y) canvas points) -> a uint8 picture [size, size], white ink on black.
+    """Strokes (lists of (x, y) canvas points) -> a uint8 picture [size, size], ink 255 on paper 0 (MNIST's values).
 
     `size` and `width` default to the module's PAD_SIZE and PEN_WIDTH as they are at the call."""
     size = PAD_SIZE if size is None else size
@@ -144,7 +144,7 @@ PREVIEW_SCALE = 4  # the preview shows each of the 28x28 pixels as 4x4 screen pi
 
 
 def _png(image: Tensor, scale: int = PREVIEW_SCALE) -> bytes:
-    """A [28, 28] float image (white ink on black) as PNG bytes, enlarged `scale` times, ink dark on white."""
+    """A [28, 28] float image (ink high, paper 0) as PNG bytes, enlarged `scale` times, ink dark on white."""
     from io import BytesIO
 
     from PIL import Image
@@ -222,7 +222,7 @@ class DrawingPad:
         _show_probabilities(self.caption, self.bars, None, "draw a digit")
 
     def image(self) -> np.ndarray:
-        """The strokes so far as a picture [size, size] (white ink on black)."""
+        """The strokes so far as a picture [size, size] (ink 255 on paper 0)."""
         return rasterize(self.strokes, self.size, self.width)
 
     def update(self) -> Tensor | None:
