@@ -25,7 +25,7 @@ from digitlab.student import NOTEBOOKS_DIR, is_exercise, show_solution_cells
 
 COURSE_DIR = BUILD_DIR / "course"
 STEPS = ("source", "release", "submitted", "autograded", "feedback")
-CELL_TIMEOUT = 600   # seconds per cell; a fast-mode submission of notebook 04 needs about 2 minutes in all
+CELL_TIMEOUT = 600   # seconds per cell; the longest, 04's exercise 2, trains 8 or more small runs when graded
 # Each submission's exercise runs go to this file, relative to the notebook's folder in autograded/: a new,
 # empty file every time a submission is graded (nbgrader never copies a dot-file from submitted/).
 GRADING_RESULTS = ".grading-runs.jsonl"
