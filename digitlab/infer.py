@@ -292,7 +292,9 @@ class Predictor:
 
     def logits(self, images) -> Tensor:
         """Logits [N, 10] for raw images (uint8 0-255 or float 0-1, [28, 28] or [N, 28, 28])."""
-        with torch_threads(self.threads):
+        # ONNX Runtime's session has its own thread count; changing PyTorch's costs up to 10 ms in older torch
+        threads = contextlib.nullcontext() if self.backend.startswith("onnxruntime") else torch_threads(self.threads)
+        with threads:
             return self.run(normalize(_as_images(images)))
 
     def predict_proba(self, images) -> Tensor:
@@ -311,6 +313,9 @@ class Predictor:
 def torch_threads(n: int):
     """Run PyTorch's CPU kernels with `n` threads inside the block, then restore the setting."""
     before = torch.get_num_threads()
+    if n == before:  # nothing to change (setting it is not free in every torch version)
+        yield
+        return
     torch.set_num_threads(n)
     try:
         yield

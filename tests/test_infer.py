@@ -139,3 +139,17 @@ def test_wrong_arguments_are_clear_errors(tmp_path, make, error, message):
     save(net, tmp_path / "checkpoint.pt")
     with pytest.raises(error, match=message):
         make(net, tmp_path)
+
+
+@needs_onnx
+def test_onnx_predictions_leave_pytorchs_threads_alone(fast_net, test_images, monkeypatch):
+    """ONNX Runtime has its own threads; changing PyTorch's on every call cost 8 ms a digit in torch 2.5."""
+    predictor = Predictor(fast_net, backend="onnxruntime")
+
+    def refuse(n):
+        raise AssertionError("torch.set_num_threads was called")
+
+    monkeypatch.setattr(torch, "set_num_threads", refuse)
+    assert predictor.predict(test_images[0][:2]).shape == (2,)
+    with infer.torch_threads(torch.get_num_threads()):  # the count it has: nothing to change
+        pass
