@@ -138,3 +138,11 @@ def test_reading_times_come_from_the_word_counts(path):
     assert f"about {minutes(core)} min ({round(core, -2):,} words" in reading, (reading, core)
     if folded:
         assert f"plus {minutes(folded)} min folded ({round(folded, -2):,} words" in reading, (reading, folded)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_chapter_cites_the_paper_by_title_author_and_date(path):
+    cells = json.loads(path.read_text())["cells"]
+    references = next("".join(c["source"]) for c in cells if "".join(c["source"]).startswith("## References"))
+    assert "Sharma (2024)" in references
+    assert "Convolutional Neural Network for Handwritten Digit Recognition" in references
