@@ -87,10 +87,17 @@ def test_the_site_loads_nothing_from_another_host(site):
         assert not re.search(r"url\(\s*['\"]?(?:https?:)?//", css.read_text()), css
 
 
-@pytest.mark.parametrize("chapter", ["04_overfitting_ablations", "05_error_analysis"])
+@pytest.mark.parametrize("chapter", ["02_architecture", "03_training", "04_overfitting_ablations",
+                                     "05_error_analysis"])
 def test_model_solutions_are_folded_as_in_jupyterlab(site, chapter):
     source = cells(ROOT / "notebooks" / f"{chapter}.ipynb")
-    hidden = [c for c in source if c.get("metadata", {}).get("jupyter", {}).get("source_hidden")]
+    def solution(cell):  # folded in JupyterLab: a model solution or answer (not a check, not a graded check)
+        meta = cell.get("metadata", {})
+        graded_check = cell["cell_type"] == "code" and meta.get("nbgrader", {}).get("grade")
+        return meta.get("jupyter", {}).get("source_hidden") and book.CHECK_TAG not in meta.get("tags", []) \
+            and not graded_check
+
+    hidden = [c for c in source if solution(c)]
     code = [c for c in hidden if c["cell_type"] == "code"]
     soup = page(site, f"notebooks/{chapter}.html")
     folded = soup.select("div.cell.tag_hide-input")
