@@ -11,7 +11,7 @@ PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 # https://download.pytorch.org/whl/cpu for the CPU-only build (under 1 GB).
 TORCH_INDEX ?=
 
-.PHONY: setup data lab test test-oldest lint course bench student assignments book clean
+.PHONY: setup data lab test test-oldest lint course bench student assignments grade book clean
 
 setup: $(STAMP)  ## create .venv and install digitlab with its test, instructor, ONNX and book extras
 
@@ -58,6 +58,10 @@ student: setup  ## student versions of the notebooks, solutions removed, in buil
 
 assignments: data  ## the nbgrader course in build/course/: one assignment per notebook with exercises, released
 	$(PY) -m digitlab.assignments
+
+grade: setup  ## autograde every new or changed submission of ASSIGNMENT, each sealed off: make grade ASSIGNMENT=training [WORKERS=2]
+	$(if $(ASSIGNMENT),,$(error say which assignment: make grade ASSIGNMENT=training (the names: ls build/course/release)))
+	$(PY) -m digitlab.assignments grade $(ASSIGNMENT) $(if $(WORKERS),--workers $(WORKERS))
 
 book: setup  ## the course as a website in build/book/html, from the committed notebooks (nothing is executed, no network)
 	$(PY) -m sphinx -b html -c book -d build/book/doctrees -W --keep-going -q . build/book/html

@@ -17,8 +17,9 @@ import nbformat
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
+from digitlab import grading, sandbox
 from digitlab.checkpoints import course_model
-from digitlab.errors import report_user_errors
+from digitlab.errors import DigitlabError, report_user_errors
 from digitlab.files import atomic_path, write_text
 from digitlab.settings import BUILD_DIR
 from digitlab.student import NOTEBOOKS_DIR, is_exercise, show_solution_cells
@@ -42,14 +43,26 @@ c.CourseDirectory.course_id = "digitlab"
 c.Exchange.root = os.path.join(ROOT, "exchange")  # used only by release_assignment/collect (JupyterHub courses)
 c.Execute.timeout = {timeout}                        # seconds per cell (nbgrader's default is 30)
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "{results}"]
+# Autograding drops the chapter's own check cells (they test the prose, not the student) before it runs the
+# notebook; `python -m digitlab.assignments grade` runs it in a sandbox (DIGITLAB_SANDBOX=1), nbgrader's own
+# autograde as nbgrader does.
+EXECUTE = ("digitlab.grading.SealedExecute" if os.environ.get("DIGITLAB_SANDBOX") == "1"
+           else "nbgrader.preprocessors.Execute")
+DROP = ["digitlab.grading.DropCheckCells"] if os.environ.get("DIGITLAB_GRADING", "1") == "1" else []
+c.Autograde.autograde_preprocessors = [
+    *DROP, EXECUTE, "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor", "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades", "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata"]
 # Feedback pages show the exercises only: the chapter's own cells ran in fast mode, so their numbers are not
 # the ones its prose (written for full mode) quotes.
 c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", "digitlab.assignments.ExercisesOnly",
                                     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor"]
 
-# What the notebooks need while they are graded: fast mode (small runs), each submission's runs in a file of
-# its own folder, and the MNIST files.
+# What the notebooks need while they are graded: quick mode (small runs) and grading mode (smaller fixed
+# validation and test sets), each submission's runs in a file of its own folder, and the MNIST files.
 os.environ["DIGITLAB_FAST"] = "1"
+os.environ.setdefault("DIGITLAB_GRADING", "1")  # 0: all images and every cell, as grading ran before (benchmarks)
 os.environ["DIGITLAB_RESULTS"] = "{results}"
 {data}'''
 
@@ -129,14 +142,59 @@ def build_course(course_dir: str | Path = COURSE_DIR, notebooks: list[Path] | No
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: build and release the course, and say where each assignment is."""
+    """Command line: build and release the course (the default), grade an assignment, or merge results files."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "build")
     parser = argparse.ArgumentParser(prog="python -m digitlab.assignments", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=COURSE_DIR, help=f"course folder (default: {COURSE_DIR})")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="build and release the course (what `make assignments` runs)")
+    build.add_argument("--out", type=Path, default=COURSE_DIR, help=f"course folder (default: {COURSE_DIR})")
+    cores = os.cpu_count() or 1
+    grade = commands.add_parser("grade", help="autograde every new or changed submission of an assignment, "
+                                "N at a time, each in a sandbox")
+    grade.add_argument("assignment", help="the assignment's name, such as training")
+    grade.add_argument("--course", type=Path, default=COURSE_DIR, help=f"course folder (default: {COURSE_DIR})")
+    grade.add_argument("--workers", type=int, default=cores, help=f"submissions at a time (default: {cores}, "
+                       "this machine's cores)")
+    grade.add_argument("--shard", help="I/K: grade only the I-th of K slices of the class into a results file of "
+                       "its own, for `merge` (one machine or job each)")
+    limits = sandbox.Limits()
+    grade.add_argument("--cell-timeout", type=int, default=limits.cell_seconds, help="seconds a cell may run "
+                       f"(default: {limits.cell_seconds})")
+    grade.add_argument("--time-limit", type=int, default=limits.seconds, help="seconds a whole submission may "
+                       f"run (default: {limits.seconds})")
+    grade.add_argument("--memory-gb", type=float, default=limits.memory_gb, help="memory each process of a "
+                       f"submission may allocate (default: {limits.memory_gb:g})")
+    grade.add_argument("--processes", type=int, default=limits.processes, help="processes and threads a "
+                       f"submission may run (default: {limits.processes})")
+    grade.add_argument("--no-sandbox", action="store_true", help="run submissions with your own rights, as plain "
+                       "nbgrader does (where no sandbox is available: macOS, Windows)")
+    merge = commands.add_parser("merge", help="fold results files (of shards) into the course's gradebook")
+    merge.add_argument("results", type=Path, nargs="+", help="results files, such as grading/training.shard-*.jsonl")
+    merge.add_argument("--course", type=Path, default=COURSE_DIR, help=f"course folder (default: {COURSE_DIR})")
     args = parser.parse_args(argv)
-    course_model(fast=True, progress=False)  # grading loads it (notebook 05): cache it now, not once per submission
-    for name, path in build_course(args.out).items():
-        print(f"{name:<24} released: {path}")
-    print(f"Next: cd {args.out} and follow 'Grading' in notebooks/README.md.")
+    if args.command == "build":
+        course_model(fast=True, progress=False)  # grading loads it (notebook 05): cache it now, not per submission
+        for name, path in build_course(args.out).items():
+            print(f"{name:<24} released: {path}")
+        print(f"Next: cd {args.out} and follow 'Grading' in notebooks/README.md.")
+    elif args.command == "grade":
+        if args.workers < 1:
+            raise DigitlabError(f"--workers must be at least 1, not {args.workers}.")
+        options = grading.Options(workers=args.workers, threads=max(1, cores // args.workers),
+                                  limits=sandbox.Limits(args.cell_timeout, args.time_limit, args.memory_gb,
+                                                        args.processes),
+                                  sandboxed=not args.no_sandbox)
+        shard = grading.parse_shard(args.shard) if args.shard else None
+        grading.grade(args.course, args.assignment, options, shard)
+        if shard:
+            print(f"Results in {grading.results_path(args.course.resolve(), args.assignment, shard)}; when every "
+                  f"shard is done: python -m digitlab.assignments merge --course {args.course} "
+                  f"{args.course}/{grading.GRADING_DIR}/{args.assignment}.shard-*-of-{shard[1]}.jsonl")
+    else:
+        n = grading.merge(args.course, args.results)
+        print(f"{n} submission(s) written into {args.course / 'gradebook.db'}.")
 
 
 if __name__ == "__main__":

@@ -3,12 +3,19 @@
 import csv
 import hashlib
 import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
 import zipfile
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from digitlab import ablation, assignments
+from digitlab import ablation, assignments, grading, sandbox
+from digitlab.settings import PROJECT_DIR
 
 pytest.importorskip("nbgrader")
 from nbgrader.api import Gradebook  # noqa: E402
@@ -190,8 +197,11 @@ STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
 # Two submissions per assignment, each answering every exercise: "odd-wrong" answers exercises 1, 3, ... wrongly
 # and the others correctly (not as the model solution does), "even-wrong" the other way round. Together they show
 # that every correct alternative earns its points and every wrong answer none, next to answers of the other kind
-# (partial credit). That an untouched stub earns nothing, tests/test_student.py shows.
+# (partial credit). Assignment ARCHITECTURE also gets the model answer and an untouched copy of the release.
 STUDENTS = {"odd-wrong": 1, "even-wrong": 0}  # name: the parity of the exercises it answers wrongly
+CLASS = ["blank", "even-wrong", "model", "odd-wrong"]  # ARCHITECTURE's submissions, sorted
+# How the tests grade: two at a time, each sealed off, with limits that a correct answer never meets here.
+GRADE_OPTIONS = grading.Options(workers=2, limits=sandbox.Limits(cell_seconds=300, seconds=900))
 
 
 def answers(assignment: str, student: str) -> dict[str, str]:
@@ -201,7 +211,10 @@ def answers(assignment: str, student: str) -> dict[str, str]:
 
 
 def expected_scores(assignment: str, student: str) -> dict[str, float]:
-    """Each check's points for the correct answers, 0 for the wrong ones."""
+    """Each check's points for the correct answers, 0 for the wrong ones (all for the model answer, none for a
+    blank submission)."""
+    if student in ("model", "blank"):
+        return {check: points if student == "model" else 0 for check, points in POINTS[assignment].items()}
     return {check: 0 if k % 2 == STUDENTS[student] else points
             for k, (check, points) in enumerate(POINTS[assignment].items(), 1)}
 
@@ -215,6 +228,14 @@ def submission(release: nbformat.NotebookNode, answers: dict) -> nbformat.Notebo
             assert STUB in cell.source, grade_id
             cell.source = cell.source.replace(STUB, answers[grade_id].strip())
     return nb
+
+
+def model_answers(course, assignment: str) -> dict[str, str]:
+    """The model solution of each code exercise, from the course's source notebook."""
+    (source,) = (course / "source" / assignment).glob("*.ipynb")
+    cells = nbformat.read(source, 4).cells
+    return {c.metadata.nbgrader["grade_id"]: c.source.split("### BEGIN SOLUTION\n", 1)[1].split("### END")[0]
+            for c in cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
 
 
 def submit(course, assignment: str, student: str, nb: nbformat.NotebookNode, name: str) -> None:
@@ -231,16 +252,27 @@ def auto_scores(course, assignment: str, student: str) -> dict:
         return {g.name: g.auto_score for nb in sub.notebooks for g in nb.grades if g.name in POINTS[assignment]}
 
 
+def all_grades(course, assignment: str, students: list[str]) -> dict:
+    """Every grade and comment nbgrader's autograde writes, of each student's submission."""
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}", "digitlab") as gb:
+        out = {}
+        for student in students:
+            for nb in gb.find_submission(assignment, student).notebooks:
+                out[student] = ({g.name: (g.auto_score, g.needs_manual_grade) for g in nb.grades},
+                                {c.name: c.auto_comment for c in nb.comments})
+        return out
+
+
 def digest(path) -> str:
     return hashlib.sha1(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="session")
 def course(tmp_path_factory):
-    """The course built once, the STUDENTS' submissions autograded with one nbgrader call per assignment.
+    """The course built once, every submission graded with `grading.grade` (two at a time, sealed off).
 
     The model answers of every exercise pass their checks, hidden tests included, whenever the chapter
-    runs (nbval), so grading them again here would only repeat a 50-second notebook run.
+    runs (nbval); ARCHITECTURE's model answer is graded here too, for the comparison with nbgrader.
     """
     grid_before = digest(ablation.RESULTS)
     course = tmp_path_factory.mktemp("course")
@@ -249,7 +281,12 @@ def course(tmp_path_factory):
         release = nbformat.read(release_path, 4)
         for student in STUDENTS:
             submit(course, assignment, student, submission(release, answers(assignment, student)), release_path.name)
-        assignments.nbgrader("autograde", assignment, "--force", course_dir=course)
+    release_path = released[ARCHITECTURE]
+    release = nbformat.read(release_path, 4)
+    submit(course, ARCHITECTURE, "blank", release, release_path.name)
+    submit(course, ARCHITECTURE, "model", submission(release, model_answers(course, ARCHITECTURE)), release_path.name)
+    for assignment in released:
+        grading.grade(course, assignment, GRADE_OPTIONS, progress=False)
     assert digest(ablation.RESULTS) == grid_before, "grading wrote into the repository's results file"
     return course
 
@@ -263,31 +300,36 @@ def test_answers_are_each_right_in_one_submission_and_wrong_in_the_other():
         assert all(0 < sum(s.values()) < sum(POINTS[assignment].values()) for s in scores)  # partial credit
 
 
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-@pytest.mark.parametrize("student", list(STUDENTS))
+@pytest.mark.parametrize(("assignment", "student"), [(a, s) for a in ASSIGNMENTS for s in STUDENTS]
+                         + [(ARCHITECTURE, "model"), (ARCHITECTURE, "blank")])
 def test_autograded_scores(course, assignment, student):
     assert auto_scores(course, assignment, student) == expected_scores(assignment, student)
+
+
+def runs_file(course, student: str):
+    """Where a submission of ABLATIONS saved its exercise runs: its own folder in its sandbox's scratch."""
+    return course / grading.GRADING_DIR / "work" / ABLATIONS / student / "home" / "submission" / \
+        assignments.GRADING_RESULTS
 
 
 def test_each_submission_trains_into_its_own_file(course):
     # the settings cell's EXERCISE run, four dropout rates and one config each for weight decay and augmentation,
     # each with the two seeds of quick mode
     for student in STUDENTS:
-        path = course / "autograded" / student / ABLATIONS / assignments.GRADING_RESULTS
-        assert len(ablation.load_records(path)) == 14, student
+        assert len(ablation.load_records(runs_file(course, student))) == 14, student
 
 
 def test_grading_again_gives_the_same_scores_from_fresh_runs(course):
     student = "odd-wrong"
-    graded = course / "autograded" / student / ABLATIONS / assignments.GRADING_RESULTS
-    first = {(r["key"], r["seed"]): r["final"] for r in ablation.load_records(graded)}
+    first = {(r["key"], r["seed"]): r["final"] for r in ablation.load_records(runs_file(course, student))}
     planted = course / "submitted" / student / ABLATIONS / assignments.GRADING_RESULTS
     planted.write_text(json.dumps({"forged": True}) + "\n")  # a results file sent in with a submission is never used
     before = auto_scores(course, ABLATIONS, student)
-    assignments.nbgrader("autograde", ABLATIONS, "--student", student, "--force", course_dir=course)
-    assert auto_scores(course, ABLATIONS, student) == before
-    again = {(r["key"], r["seed"]): r["final"] for r in ablation.load_records(graded)}
+    (record,) = grading.grade(course, ABLATIONS, GRADE_OPTIONS, progress=False)  # changed: graded again, alone
+    assert record["student"] == student and auto_scores(course, ABLATIONS, student) == before
+    again = {(r["key"], r["seed"]): r["final"] for r in ablation.load_records(runs_file(course, student))}
     assert again == first  # trained afresh, to the same numbers
+    assert grading.grade(course, ABLATIONS, GRADE_OPTIONS, progress=False) == []  # nothing new: nothing graded
 
 
 def test_export_and_feedback(course):
@@ -342,3 +384,93 @@ def test_zip_collect_files_an_lms_download(tmp_path):
     assignments.nbgrader("zip_collect", ERRORS, "--force", f"--FileNameCollectorPlugin.named_regexp={regexp}",
                          course_dir=course)
     assert sorted(p.parts[-3] for p in course.glob(f"submitted/*/{ERRORS}/{nb05.name}")) == ["alice", "bob"]
+
+
+def class_copy(course, tmp_path):
+    """A copy of the course with ARCHITECTURE's four submissions, nothing graded: no results, no submissions in
+    the gradebook, no autograded notebooks."""
+    copy = tmp_path / "course"
+    shutil.copytree(course, copy, ignore=shutil.ignore_patterns("grading", "autograded", "feedback"))
+    for student in {p.parent.name for p in (copy / "submitted").glob("*/*")} - set(CLASS):
+        shutil.rmtree(copy / "submitted" / student)
+    with Gradebook(f"sqlite:///{copy / 'gradebook.db'}", "digitlab") as gb:
+        for student in gb.students:
+            for sub in list(student.submissions):
+                gb.remove_submission(sub.assignment.name, student.id)
+    return copy
+
+
+def test_scores_are_those_of_nbgraders_own_serial_autograde(course, tmp_path):
+    copy = class_copy(course, tmp_path)
+    assignments.nbgrader("autograde", ARCHITECTURE, "--force", course_dir=copy)  # one after another, not sealed
+    assert all_grades(copy, ARCHITECTURE, CLASS) == all_grades(course, ARCHITECTURE, CLASS)
+
+
+def test_a_killed_grader_resumes_and_two_shards_merge_into_the_same_gradebook(course, tmp_path):
+    copy = class_copy(course, tmp_path)
+    command = [sys.executable, "-m", "digitlab.assignments", "grade", ARCHITECTURE, "--course", str(copy),
+               "--workers", "1"]
+    first = grading.results_path(copy, ARCHITECTURE, (1, 2))
+    grader = subprocess.Popen([*command, "--shard", "1/2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not (first.exists() and first.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    grader.send_signal(signal.SIGKILL)  # in the middle of its second submission
+    grader.wait()
+    (done,) = grading.read_records(first)
+    time.sleep(1)
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(copy) in p.read_text(errors="replace")], \
+        "a process of the killed grader is still running"
+    for shard in ("1/2", "2/2"):  # run again: the finished one is kept, the rest graded
+        subprocess.run([*command, "--shard", shard], check=True, capture_output=True)
+    records = [r for path in sorted(copy.glob("grading/*.jsonl")) for r in grading.read_records(path)]
+    assert sorted(r["student"] for r in records) == CLASS  # each graded once in the end
+    assert done in records  # not graded again
+    merged = subprocess.run([sys.executable, "-m", "digitlab.assignments", "merge", "--course", str(copy),
+                             *map(str, sorted(copy.glob("grading/*.shard-*.jsonl")))], capture_output=True, text=True)
+    assert merged.returncode == 0 and "4 submission(s) written" in merged.stdout
+    assert all_grades(copy, ARCHITECTURE, CLASS) == all_grades(course, ARCHITECTURE, CLASS)
+
+
+def tree_digest(*folders) -> dict[str, str]:
+    """The SHA-1 of every file under `folders` (skipping caches)."""
+    return {str(p): digest(p) for folder in folders for p in sorted(Path(folder).rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts and ".pytest_cache" not in p.parts}
+
+
+def test_a_hostile_submission_reaches_nothing_and_costs_only_itself(course, tmp_path):
+    from test_sandbox import LIMIT_CELLS, Server, attacks, errors, printed
+
+    release_path = course / "release" / ARCHITECTURE / "02_architecture.ipynb"
+    nb = submission(nbformat.read(release_path, 4), ALTERNATIVE[ARCHITECTURE])  # every exercise answered right
+    server = Server()
+    targets = {"a model solution": course / "source" / ARCHITECTURE / release_path.name,
+               "another student's notebook": course / "submitted" / "model" / ARCHITECTURE / release_path.name,
+               "the gradebook": course / "gradebook.db", "the instructor's home": Path.home() / ".bashrc"}
+    hostile = attacks(targets, server.port) + [attempt_overwrite(course / "gradebook.db"), *LIMIT_CELLS]
+    first_exercise = next(k for k, c in enumerate(nb.cells) if "nbgrader" in c.metadata)
+    nb.cells[first_exercise:first_exercise] = [nbformat.v4.new_code_cell(c) for c in hostile]
+    submit(course, ARCHITECTURE, "hostile", nb, release_path.name)
+    others = all_grades(course, ARCHITECTURE, CLASS)
+    watched = [course / "source", course / "release", *[course / "submitted" / s for s in CLASS],
+               PROJECT_DIR / "digitlab", PROJECT_DIR / "models", PROJECT_DIR / "results", PROJECT_DIR / "notebooks"]
+    before = tree_digest(*watched)
+    options = grading.Options(workers=2, limits=sandbox.Limits(cell_seconds=20, seconds=600, memory_gb=4,
+                                                                 processes=256))
+    (record,) = grading.grade(course, ARCHITECTURE, options, progress=False)  # the others are unchanged: kept
+    server.close()
+    graded = nbformat.read(course / "autograded" / "hostile" / ARCHITECTURE / release_path.name, 4)
+    assert "LEAKED" not in printed(graded) and printed(graded).count("blocked:") == len(hostile) - 3
+    assert {"CellTimeoutError", "MemoryError", "BlockingIOError"} <= set(errors(graded))
+    assert server.accepted == 0
+    assert {"cell timeout", "memory limit", "process limit"} <= set(record["problems"])
+    assert auto_scores(course, ARCHITECTURE, "hostile") == expected_scores(ARCHITECTURE, "model")  # honest answers
+    assert all_grades(course, ARCHITECTURE, CLASS) == others
+    assert tree_digest(*watched) == before
+    assert not (PROJECT_DIR / "sandbox-escape.txt").exists() and not (Path.home() / "sandbox-escape.txt").exists()
+
+
+def attempt_overwrite(path) -> str:
+    from test_sandbox import attempt
+
+    return attempt("overwrite the gradebook", f"open({str(path)!r}, 'r+b').write(b'x')")
