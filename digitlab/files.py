@@ -16,7 +16,7 @@ except ImportError:  # Windows: no advisory locks; writers there must take turns
     fcntl = None
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """Whether process `pid` is running (POSIX; elsewhere every process counts as alive)."""
     if os.name != "posix":
         return True
@@ -38,7 +38,7 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
         parts = tmp.name[len(prefix):].split(".") if tmp.name.startswith(prefix) else []
         if len(parts) != 3 or parts[2] != "tmp" or not parts[0].isdigit():  # not `<pid>.<random>.tmp`
             continue
-        if int(parts[0]) != os.getpid() and not _alive(int(parts[0])):
+        if int(parts[0]) != os.getpid() and not alive(int(parts[0])):
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 removed.append(tmp)

@@ -35,7 +35,7 @@ from traitlets import Bool, Float, Int, Unicode
 
 from digitlab import sandbox
 from digitlab.errors import DigitlabError
-from digitlab.files import atomic_path
+from digitlab.files import alive, atomic_path
 
 try:
     import fcntl
@@ -308,11 +308,18 @@ def grade(course: Path, assignment: str, options: Options = Options(), shard: tu
                 if done.get((assignment, s), {}).get("digest") != digest(course, assignment, s)]
         template = grading / "work" / assignment / f"template-{os.getpid()}.db"
         template.parent.mkdir(parents=True, exist_ok=True)
+        for stale in template.parent.glob("template-*.db"):  # left by graders that were killed
+            if stale.stem.split("-")[1].isdigit() and not alive(int(stale.stem.split("-")[1])):
+                stale.unlink(missing_ok=True)
         copy_gradebook(course / "gradebook.db", template)
         _font_cache()
-        records = []
         try:
             records = _run_all(course, assignment, todo, template, options, out, progress)
+        except KeyboardInterrupt:
+            if shard is None:
+                merge(course, [out])
+            raise DigitlabError(f"interrupted. What was graded is saved in {out} (and the gradebook); run the same "
+                                "command again to grade the rest.") from None
         finally:
             template.unlink(missing_ok=True)
         if shard is None:

@@ -158,3 +158,95 @@ def test_the_command_refuses_what_is_not_a_course_or_an_assignment(tmp_path):
     assert done.returncode == 2 and "no assignment 'trainin'" in done.stderr and "training" in done.stderr
     done = run("grade", "training", "--course", str(tmp_path), "--shard", "3/2")
     assert done.returncode == 2 and "--shard" in done.stderr
+
+
+# A one-exercise assignment that grades in seconds, for what does not need a chapter: parallel, killed, sharded.
+TINY = "tiny"
+TINY_ANSWERS = {"model": "answer = 42", "alternative": "answer = 6 * 7", "wrong": "answer = 41", "blank": None}
+TINY_POINTS = {s: {"ex1-check": 0.0 if s in ("wrong", "blank") else 2.0} for s in TINY_ANSWERS}
+
+
+def tiny_notebook(folder: Path) -> Path:
+    """A chapter-like notebook with one graded exercise: `answer` must be 42 (2 points)."""
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("## Exercises"),
+        nbformat.v4.new_code_cell("### BEGIN SOLUTION\nanswer = 42\n### END SOLUTION", metadata={
+            "nbgrader": {"solution": True, "grade": False, "locked": False, "grade_id": "ex1-solution",
+                         "schema_version": 3}}),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(1)\nassert answer == 42", metadata={
+            "nbgrader": {"solution": False, "grade": True, "locked": True, "points": 2, "grade_id": "ex1-check",
+                         "schema_version": 3}})])
+    path = folder / "01_tiny.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_course(tmp_path_factory):
+    """A built course with TINY and one submission per kind of answer (none graded yet)."""
+    from digitlab import assignments
+
+    root = tmp_path_factory.mktemp("tiny")
+    course = root / "course"
+    release = assignments.build_course(course, [tiny_notebook(root)])[TINY]
+    for student, answer in TINY_ANSWERS.items():
+        nb = nbformat.read(release, 4)
+        if answer is not None:  # the blank one stays as it was handed out
+            nb.cells[1].source = nb.cells[1].source.replace("raise NotImplementedError()", answer)
+        folder = course / "submitted" / student / TINY
+        folder.mkdir(parents=True)
+        nbformat.write(nb, folder / release.name)
+    return course
+
+
+def tiny_grades(course) -> dict:
+    with Gradebook(grading.gradebook_url(course / "gradebook.db"), grading.COURSE_ID) as gb:
+        return {s: {g.name: g.auto_score for nb in gb.find_submission(TINY, s).notebooks for g in nb.grades}
+                for s in TINY_ANSWERS}
+
+
+def copy_of(course, tmp_path, name: str) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(course, tmp_path / name))
+
+
+def test_one_or_two_workers_give_the_scores_of_nbgraders_serial_autograde(tiny_course, tmp_path):
+    from digitlab import assignments
+
+    serial = copy_of(tiny_course, tmp_path, "serial")
+    assignments.nbgrader("autograde", TINY, "--force", course_dir=serial)
+    assert tiny_grades(serial) == TINY_POINTS
+    for workers in (1, 2):
+        course = copy_of(tiny_course, tmp_path, f"workers-{workers}")
+        records = grading.grade(course, TINY, grading.Options(workers=workers), progress=False)
+        assert sorted(r["student"] for r in records) == sorted(TINY_ANSWERS)
+        assert tiny_grades(course) == TINY_POINTS
+
+
+def test_a_killed_grader_resumes_and_two_shards_merge_into_the_same_gradebook(tiny_course, tmp_path):
+    import signal
+    import time
+
+    course = copy_of(tiny_course, tmp_path, "sharded")
+    command = [sys.executable, "-m", "digitlab.assignments", "grade", TINY, "--course", str(course), "--workers", "1"]
+    first = grading.results_path(course, TINY, (1, 2))
+    grader = subprocess.Popen([*command, "--shard", "1/2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (first.exists() and first.read_text().count("\n") >= 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    grader.send_signal(signal.SIGKILL)  # while it grades its second submission
+    grader.wait()
+    (done,) = grading.read_records(first)
+    time.sleep(1)
+    left = [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(course).encode() in p.read_bytes()]
+    assert not left, "a process of the killed grader is still running"
+    for shard in ("1/2", "2/2"):  # run again: the finished one is kept, the rest graded
+        subprocess.run([*command, "--shard", shard], check=True, capture_output=True)
+    records = [r for path in sorted(course.glob("grading/*.jsonl")) for r in grading.read_records(path)]
+    assert sorted(r["student"] for r in records) == sorted(TINY_ANSWERS)  # each graded once in the end
+    assert done in records  # not graded again
+    merged = subprocess.run([sys.executable, "-m", "digitlab.assignments", "merge", "--course", str(course),
+                             *map(str, sorted(course.glob("grading/*.shard-*.jsonl")))], capture_output=True, text=True)
+    assert merged.returncode == 0 and "4 submission(s) written" in merged.stdout
+    assert tiny_grades(course) == TINY_POINTS  # as one run gives them (the test above)
