@@ -47,8 +47,8 @@ class Server:
 def attempt(what: str, code: str) -> str:
     """A cell that tries `code` and prints 'LEAKED: what' if it works, 'blocked: what (the error)' if not."""
     body = "\n".join("    " + line for line in code.strip().splitlines())
-    return (f"try:\n{body}\n    print('LEAKED: {what}')\n"
-            f"except BaseException as err:\n    print('blocked: {what} (' + type(err).__name__ + ')')")
+    return (f"try:\n{body}\n    print('LEAKED: ' + {what!r})\n"
+            f"except BaseException as err:\n    print('blocked: ' + {what!r} + ' (' + type(err).__name__ + ')')")
 
 
 def attacks(targets: dict[str, Path], port: int) -> list[str]:
