@@ -151,7 +151,7 @@ def report(info: dict, n: int, base: dict[str, float], runs: dict[int, tuple[flo
               "", "## What a class costs", "",
               f"A class of 300 submissions of one assignment, at the {max(runs)}-worker rate measured here "
               f"({per_sub:.1f} s per submission on {cores} cores): {300 * per_sub / 60:.0f} minutes. On 16 cores "
-              f"(16 workers, one core each), if submissions scale as they did from 1 to {max(runs)} workers here: "
+              f"(16 workers, one core each), if each core grades as fast as here: "
               f"about {300 * per_sub * cores / 16 / 60:.0f} minutes; with `--shard I/K`, K such machines take a "
               "K-th of that.", ""]
     return "\n".join(lines)
