@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 
 from digitlab.errors import DigitlabError
-from digitlab.settings import MODELS_DIR, PROJECT_DIR, RESULTS_DIR
+from digitlab.settings import DOWNLOAD_DIR, MODELS_DIR, PROJECT_DIR, RESULTS_DIR
 
 HOME = Path("/home/student")       # the scratch folder, as the submission sees it
 SEALED = Path(__file__).with_name("sealed.py")
@@ -74,8 +74,9 @@ def _user_options() -> list[str]:
 
 
 def readable() -> list[Path]:
-    """What a submission may read: this Python and its packages, digitlab's code, the committed results, MNIST."""
-    paths = {Path(sys.base_prefix), Path(sys.prefix), PROJECT_DIR / "digitlab", RESULTS_DIR}
+    """What a submission may read: this Python and its packages, digitlab's code, the committed results, MNIST
+    (DIGITLAB_DATA's folder, and the repository's download folder if MNIST was downloaded there)."""
+    paths = {Path(sys.base_prefix), Path(sys.prefix), PROJECT_DIR / "digitlab", RESULTS_DIR, DOWNLOAD_DIR}
     data = os.environ.get("DIGITLAB_DATA")
     if data:
         paths.add(Path(data).resolve())

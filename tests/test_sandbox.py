@@ -134,3 +134,10 @@ def test_readable_paths_leave_out_notebooks_and_models():
     assert PROJECT_DIR / "digitlab" in paths
     assert not any(p in (PROJECT_DIR, PROJECT_DIR / "notebooks", PROJECT_DIR / "models", Path.home()) for p in paths)
     assert os.environ.get("DIGITLAB_DATA") is None or Path(os.environ["DIGITLAB_DATA"]).resolve() in paths
+
+
+def test_mnist_downloaded_into_the_repository_is_readable(tmp_path, monkeypatch):
+    monkeypatch.delenv("DIGITLAB_DATA", raising=False)
+    monkeypatch.setattr(sandbox, "DOWNLOAD_DIR", tmp_path / "data" / "MNIST" / "raw")
+    (tmp_path / "data" / "MNIST" / "raw").mkdir(parents=True)
+    assert tmp_path / "data" / "MNIST" / "raw" in sandbox.readable()
