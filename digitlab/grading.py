@@ -245,15 +245,16 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def grade_one(course: Path, assignment: str, student: str, template: Path, slot: int, options: Options) -> dict:
-    """Autograde one submission with nbgrader into a private gradebook; return its results record."""
+def grade_one(course: Path, assignment: str, student: str, sub_digest: str, template: Path, slot: int,
+              options: Options) -> dict:
+    """Autograde one submission (whose `digest` is `sub_digest`) with nbgrader into a private gradebook; return
+    its results record."""
     start = time.perf_counter()
     work = course / GRADING_DIR / "work" / assignment / student
     work.mkdir(parents=True, exist_ok=True)
     (work / "sandbox.json").unlink(missing_ok=True)
     db = work / "gradebook.db"
     copy_gradebook(template, db)
-    sub_digest = digest(course, assignment, student)
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
            "DIGITLAB_SANDBOX": "1" if options.sandboxed else "0", "OMP_NUM_THREADS": str(options.threads)}
     limits = options.limits
@@ -304,8 +305,8 @@ def grade(course: Path, assignment: str, options: Options = Options(), shard: tu
     with exclusive(out.with_suffix(".lock"), f"grading {out.stem}"):
         done = latest([r for path in grading.glob(f"{assignment}*.jsonl") for r in read_records(path)])
         students = in_shard(submissions(course, assignment), shard)
-        todo = [s for s in students
-                if done.get((assignment, s), {}).get("digest") != digest(course, assignment, s)]
+        digests = {s: digest(course, assignment, s) for s in students}
+        todo = [s for s in students if done.get((assignment, s), {}).get("digest") != digests[s]]
         template = grading / "work" / assignment / f"template-{os.getpid()}.db"
         template.parent.mkdir(parents=True, exist_ok=True)
         for stale in template.parent.glob("template-*.db"):  # left by graders that were killed
@@ -314,7 +315,7 @@ def grade(course: Path, assignment: str, options: Options = Options(), shard: tu
         copy_gradebook(course / "gradebook.db", template)
         _font_cache()
         try:
-            records = _run_all(course, assignment, todo, template, options, out, progress)
+            records = _run_all(course, assignment, {s: digests[s] for s in todo}, template, options, out, progress)
         except KeyboardInterrupt:
             if shard is None:
                 merge(course, [out])
@@ -333,9 +334,9 @@ def _font_cache() -> None:
     import matplotlib.font_manager  # noqa: F401 (importing it writes the cache)
 
 
-def _run_all(course: Path, assignment: str, todo: list[str], template: Path, options: Options, out: Path,
+def _run_all(course: Path, assignment: str, todo: dict[str, str], template: Path, options: Options, out: Path,
              progress: bool) -> list[dict]:
-    """Grade `todo` with options.workers at a time, appending each record to `out` as soon as it is ready."""
+    """Grade `todo` (student: digest), options.workers at a time; append each record to `out` when ready."""
     from tqdm.auto import tqdm
 
     slots = list(range(options.workers))
@@ -345,7 +346,7 @@ def _run_all(course: Path, assignment: str, todo: list[str], template: Path, opt
         with lock:
             slot = slots.pop()
         try:
-            return grade_one(course, assignment, student, template, slot, options)
+            return grade_one(course, assignment, student, todo[student], template, slot, options)
         finally:
             with lock:
                 slots.append(slot)
