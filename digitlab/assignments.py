@@ -43,12 +43,12 @@ c.CourseDirectory.course_id = "digitlab"
 c.Exchange.root = os.path.join(ROOT, "exchange")  # used only by release_assignment/collect (JupyterHub courses)
 c.Execute.timeout = {timeout}                        # seconds per cell (nbgrader's default is 30)
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "{results}"]
-# Autograding drops the chapter's own check cells (they test the prose, not the student) before it runs the
-# notebook; `python -m digitlab.assignments grade` runs it in a sandbox (DIGITLAB_SANDBOX=1), nbgrader's own
-# autograde as nbgrader does.
+# Autograding drops the chapter's own check cells (they test the prose, not the student) and the chapter cells
+# its exercises do not need before it runs the notebook; `python -m digitlab.assignments grade` runs it in a
+# sandbox (DIGITLAB_SANDBOX=1), nbgrader's own autograde as nbgrader does.
 EXECUTE = ("digitlab.grading.SealedExecute" if os.environ.get("DIGITLAB_SANDBOX") == "1"
            else "nbgrader.preprocessors.Execute")
-DROP = ["digitlab.grading.DropCheckCells"] if os.environ.get("DIGITLAB_GRADING", "1") == "1" else []
+DROP = ["digitlab.grading.DropUngradedCells"] if os.environ.get("DIGITLAB_GRADING", "1") == "1" else []
 c.Autograde.autograde_preprocessors = [
     *DROP, EXECUTE, "nbgrader.preprocessors.IgnorePattern",
     "nbconvert.preprocessors.ClearMetadataPreprocessor", "nbgrader.preprocessors.LimitOutput",
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "grade":
         if args.workers < 1:
             raise DigitlabError(f"--workers must be at least 1, not {args.workers}.")
-        options = grading.Options(workers=args.workers, threads=max(1, cores // args.workers),
+        options = grading.Options(workers=args.workers,
                                   limits=sandbox.Limits(args.cell_timeout, args.time_limit, args.memory_gb,
                                                         args.processes),
                                   sandboxed=not args.no_sandbox)

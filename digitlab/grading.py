@@ -33,7 +33,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from sqlalchemy.exc import SAWarning
 from traitlets import Bool, Float, Int, Unicode
 
-from digitlab import sandbox
+from digitlab import cells, sandbox
 from digitlab.errors import DigitlabError
 from digitlab.files import alive, atomic_path
 
@@ -49,13 +49,21 @@ LIMIT_ERRORS = {"CellTimeoutError": "cell timeout", "MemoryError": "memory limit
                 "SandboxError": "sandbox"}
 
 
-class DropCheckCells(Preprocessor):
-    """Drop the chapter's own check cells (tag 'check'): they test the prose, not the student, and cost time."""
+class DropUngradedCells(Preprocessor):
+    """Leave out what grading does not need: the chapter's check cells (tag 'check'), which test the prose, not
+    the student, and the chapter cells its exercises do not need (tag `cells.SKIP_TAG`), except those that
+    bind a name a cell that runs reads (`cells.cells_to_skip`): a student may use the chapter's helpers."""
 
     enabled = Bool(True)
 
     def preprocess(self, nb, resources):
         nb.cells = [cell for cell in nb.cells if "check" not in cell.metadata.get("tags", [])]
+        code = [cell for cell in nb.cells if cell.cell_type == "code"]
+        skip = [cells.SKIP_TAG in cell.metadata.get("tags", []) and "nbgrader" not in cell.metadata for cell in code]
+        if any(skip):
+            skip = cells.cells_to_skip([cell.source for cell in code], skip)
+            dropped = {id(cell) for cell, s in zip(code, skip, strict=True) if s}
+            nb.cells = [cell for cell in nb.cells if id(cell) not in dropped]
         return nb, resources
 
 
@@ -98,7 +106,7 @@ class Options:
     """How to grade: workers in parallel, PyTorch threads each, the sandbox's limits, or no sandbox at all."""
 
     workers: int = 1
-    threads: int = 1
+    threads: int | None = None   # None: the cores shared among the workers that have a submission to grade
     limits: sandbox.Limits = sandbox.Limits()
     sandboxed: bool = True
 
@@ -307,6 +315,8 @@ def grade(course: Path, assignment: str, options: Options = Options(), shard: tu
         students = in_shard(submissions(course, assignment), shard)
         digests = {s: digest(course, assignment, s) for s in students}
         todo = [s for s in students if done.get((assignment, s), {}).get("digest") != digests[s]]
+        busy = max(1, min(options.workers, len(todo)))
+        options = dataclasses.replace(options, threads=options.threads or max(1, (os.cpu_count() or 1) // busy))
         template = grading / "work" / assignment / f"template-{os.getpid()}.db"
         template.parent.mkdir(parents=True, exist_ok=True)
         for stale in template.parent.glob("template-*.db"):  # left by graders that were killed

@@ -100,8 +100,7 @@ def grade_class(course: Path, workers: int) -> tuple[float, list[dict]]:
     start = time.perf_counter()
     records = []
     for assignment in sorted(p.name for p in (course / "release").iterdir()):
-        records += grading.grade(course, assignment, grading.Options(workers=workers,
-                                                                     threads=max(1, (os.cpu_count() or 1) // workers)))
+        records += grading.grade(course, assignment, grading.Options(workers=workers))
     return time.perf_counter() - start, records
 
 

@@ -4,6 +4,7 @@ The grading of real submissions (in parallel, sealed off, killed and resumed, sh
 autograde) is tested on the built course in tests/test_assignments.py.
 """
 
+import copy
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from digitlab import grading
+from digitlab import cells, grading
 from digitlab.errors import DigitlabError
 
 pytest.importorskip("nbgrader")
@@ -137,12 +138,17 @@ def test_a_second_grader_on_the_same_results_is_refused(tmp_path):
         pass
 
 
-def test_check_cells_are_dropped_before_grading():
+def test_check_cells_and_cells_the_exercises_do_not_need_are_dropped_before_grading():
+    skip = {"tags": [cells.SKIP_TAG]}
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("assert x == 1", metadata={"tags": ["check"]}),
+        nbformat.v4.new_code_cell("z = x + 1", metadata=skip), nbformat.v4.new_markdown_cell("text", metadata=skip),
         nbformat.v4.new_code_cell("y = 2", metadata={"nbgrader": {"grade": True, "grade_id": "c", "points": 1}})])
-    kept, _ = grading.DropCheckCells().preprocess(nb, {})
-    assert [c.source for c in kept.cells] == ["x = 1", "y = 2"]
+    kept, _ = grading.DropUngradedCells().preprocess(copy.deepcopy(nb), {})
+    assert [c.source for c in kept.cells] == ["x = 1", "text", "y = 2"]
+    nb.cells[-1].source = "y = z"   # an answer that reads what the skipped cell binds: that cell runs
+    kept, _ = grading.DropUngradedCells().preprocess(nb, {})
+    assert [c.source for c in kept.cells] == ["x = 1", "z = x + 1", "text", "y = z"]
 
 
 def test_the_command_refuses_what_is_not_a_course_or_an_assignment(tmp_path):
