@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,10 +46,26 @@ def remove_stale_temporaries(path: str | Path) -> list[Path]:
     return removed
 
 
+def write_target(path: str | Path) -> tuple[Path, int]:
+    """Where writing `path` lands and the permissions it gets: a link's target (links are kept), keeping the
+    permissions of a file already there; a DigitlabError for what is not a regular file."""
+    target = Path(os.path.realpath(path))
+    if not target.exists():
+        return target, 0o644   # mkstemp makes files private; results and checkpoints are ordinary files
+    if not target.is_file():
+        kind = "a folder" if target.is_dir() else "not a regular file (a device, a pipe or a socket)"
+        raise DigitlabError(f"cannot write {path}: {'its target ' + str(target) if target != Path(path) else 'it'} "
+                            f"is {kind}; give the path of a file.")
+    return target, stat.S_IMODE(target.stat().st_mode)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[str]:
-    """Yield a temporary file name next to `path`; it replaces `path` only if the block completes."""
-    path = Path(path)
+    """Yield a temporary file name next to `path`; it replaces `path` only if the block completes.
+
+    A symbolic link stays: its target is replaced. A file keeps its permissions.
+    """
+    path, mode = write_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     # The writer's process id in the name lets a later run find and delete it if the writer was killed.
@@ -56,7 +73,7 @@ def atomic_path(path: str | Path) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; results and checkpoints are ordinary files
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -73,6 +90,7 @@ def check_writable(path: str | Path) -> None:
     path = Path(path)
     if path.is_dir():
         raise DigitlabError(f"cannot write {path}: it is a folder; give a file name such as {path / 'model.pt'}.")
+    path, _ = write_target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp")

@@ -42,7 +42,7 @@ def as_grayscale(image) -> np.ndarray:
     if isinstance(image, (str, Path)):
         image = _open(image)
     if hasattr(image, "convert") and hasattr(image, "mode"):  # a PIL image
-        image = _from_pil(image)
+        image = _from_pil(as_viewed(image))
     if isinstance(image, Tensor):
         image = image.detach().cpu().numpy()
     if not isinstance(image, np.ndarray):
@@ -77,6 +77,14 @@ def as_grayscale(image) -> np.ndarray:
             gray = gray * alpha + (1 - alpha)
         x = gray
     return np.clip(x, 0, 1)
+
+
+def as_viewed(image):
+    """A PIL image turned upright as a viewer shows it: phones store a photo as taken and record in its EXIF
+    data how to turn it."""
+    from PIL import ImageOps
+
+    return ImageOps.exif_transpose(image)
 
 
 def _from_pil(image) -> np.ndarray:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 
-from digitlab.errors import report_user_errors
+from digitlab.errors import DigitlabError, report_user_errors
 from digitlab.files import atomic_path
 from digitlab.settings import BUILD_DIR, NOTEBOOKS_DIR
 
@@ -63,21 +63,36 @@ def is_exercise(nb: nbformat.NotebookNode) -> bool:
     return any("nbgrader" in cell.metadata for cell in nb.cells)
 
 
+def read_notebook(path: Path) -> nbformat.NotebookNode:
+    """The notebook at `path`, or a DigitlabError saying it is missing or not a notebook."""
+    if not path.is_file():
+        raise DigitlabError(f"no notebook at {path}: give the path of a Jupyter notebook (.ipynb).")
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as err:  # nbformat raises JSON, Unicode, schema and attribute errors alike
+        raise DigitlabError(f"{path} is not a Jupyter notebook ({type(err).__name__}: {str(err)[:120]}); "
+                            "give an .ipynb file saved by Jupyter.") from None
+
+
 def write_student_versions(notebooks: list[Path] | None = None, out_dir: str | Path = OUT_DIR) -> list[Path]:
-    """Write the student version of each notebook (default: all numbered ones) into `out_dir`."""
-    notebooks = notebooks if notebooks is not None else sorted(NOTEBOOKS_DIR.glob("[0-9]*.ipynb"))
+    """Write the student version of each notebook (default: all numbered ones) into `out_dir`.
+
+    Every notebook is read before anything is written, and none is ever written over: a DigitlabError says so.
+    """
+    paths = list(map(Path, notebooks if notebooks is not None else sorted(NOTEBOOKS_DIR.glob("[0-9]*.ipynb"))))
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for path in map(Path, notebooks):
-        if not path.exists():
-            raise FileNotFoundError(f"No notebook at {path}.")
-        nb = student_version(nbformat.read(path, as_version=4))
+    versions = {}
+    for path in paths:
         target = out_dir / path.name
+        if target.exists() and target.resolve() == path.resolve():
+            raise DigitlabError(f"the student version of {path} would be written over the notebook itself; "
+                                "choose another --out folder.")
+        versions[target] = student_version(read_notebook(path))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for target, nb in versions.items():
         with atomic_path(target) as tmp:
             nbformat.write(nb, tmp)
-        written.append(target)
-    return written
+    return list(versions)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -87,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT_DIR, help=f"output folder (default: {OUT_DIR})")
     args = parser.parse_args(argv)
     for path in write_student_versions(args.notebooks or None, args.out):
-        kind = "exercises" if is_exercise(nbformat.read(path, as_version=4)) else "outputs cleared"
+        kind = "exercises" if is_exercise(read_notebook(path)) else "outputs cleared"
         print(f"{path}  ({kind})")
 
 

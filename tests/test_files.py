@@ -54,3 +54,38 @@ def test_check_writable_refuses_what_cannot_be_written(tmp_path, name):
         check_writable(tmp_path / name)
     check_writable(tmp_path / "new" / "r.md")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder", "new"]
+
+
+def test_a_link_is_kept_and_its_target_written(tmp_path):
+    target = tmp_path / "real" / "results.jsonl"
+    target.parent.mkdir()
+    target.write_text("old\n")
+    link = tmp_path / "results.jsonl"
+    link.symlink_to(target)
+    write_text(link, "new\n")
+    assert link.is_symlink() and target.read_text() == "new\n"
+    dangling = tmp_path / "later.md"
+    dangling.symlink_to(tmp_path / "real" / "later.md")   # a link to a file not made yet: made there
+    write_text(dangling, "x")
+    assert dangling.is_symlink() and (tmp_path / "real" / "later.md").read_text() == "x"
+
+
+def test_a_file_keeps_its_permissions(tmp_path):
+    path = tmp_path / "shared.md"
+    path.write_text("old")
+    path.chmod(0o664)
+    write_text(path, "new")
+    assert path.read_text() == "new" and path.stat().st_mode & 0o777 == 0o664
+
+
+def test_what_is_not_a_regular_file_is_refused(tmp_path):
+    import os
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for path in (pipe, Path("/dev/null")):
+        with pytest.raises(DigitlabError, match="not a regular file"):
+            write_text(path, "x")
+        with pytest.raises(DigitlabError, match="not a regular file"):
+            check_writable(path)
+    assert pipe.exists() and not pipe.is_file()

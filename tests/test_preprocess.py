@@ -199,3 +199,17 @@ def test_a_tiny_scan_cut_close_to_its_digit_keeps_its_strokes(digits, fast_net):
     ink_kept = (readable > 0).sum((1, 2)).float() / (full_size > 0).sum((1, 2))
     assert ink_kept.median() > 0.7  # the paper is one flat level: strokes on the border are not taken for paper
     assert (predict(fast_net, readable) == y[:100]).float().mean() > 0.8
+
+
+def test_a_phone_photo_is_read_as_a_viewer_shows_it(tmp_path):
+    upright = np.full((60, 40), 255, np.uint8)
+    upright[10:50, 8:14] = 0    # an L: a stroke down the left side...
+    upright[44:50, 8:32] = 0    # ...and along the bottom
+    stored = Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90)   # as a phone held sideways saves it
+    exif = Image.Exif()
+    exif[0x0112] = 6            # EXIF orientation: turn 90 degrees clockwise to show
+    path = tmp_path / "photo.jpg"
+    stored.save(path, exif=exif, quality=95)
+    seen = as_grayscale(path)
+    assert seen.shape == (60, 40) and np.abs(seen - upright / 255).mean() < 0.02
+    assert torch.allclose(to_mnist(path), to_mnist(upright), atol=0.1)

@@ -116,3 +116,20 @@ def test_student_notebook_runs_with_errors_only_in_exercises(tmp_path, monkeypat
 def test_notebooks_open_unmodified_in_jupyterlab(path):
     # JupyterLab rewrites any other display name of the ipykernel kernel and marks the notebook as changed.
     assert nbformat.read(path, 4).metadata.kernelspec.display_name == "Python 3 (ipykernel)"
+
+
+def test_the_tool_never_writes_over_a_notebook_and_refuses_what_is_not_one(tmp_path, capsys):
+    source = tmp_path / "course.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell("### BEGIN SOLUTION\nx = 1\n### END SOLUTION",
+                                                     metadata=nbgrader(grade_id="a", solution=True))]), source)
+    before = source.read_bytes()
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text('{"cells": "not a list"}')
+    cases = [([str(source), "--out", str(tmp_path)], "written over the notebook itself"),
+             ([str(source), "--out", str(tmp_path / ".." / tmp_path.name)], "written over the notebook itself"),
+             ([str(source), str(broken), "--out", str(tmp_path / "out")], "broken.ipynb is not a Jupyter notebook"),
+             ([str(tmp_path / "missing.ipynb"), "--out", str(tmp_path / "out")], "no notebook at")]
+    for argv, message in cases:
+        assert student.report_user_errors(lambda argv=argv: student.main(argv)) == 2
+        assert message in capsys.readouterr().err
+    assert source.read_bytes() == before and not (tmp_path / "out").exists()   # nothing written, nothing lost
