@@ -46,11 +46,19 @@ def load(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
     except TypeError:
         raise DigitlabError(f"{path} is not a checkpoint of this digitlab: its {arch} options {config} are not "
                             f"all options of {arch}.") from None
+    if not isinstance(checkpoint["state_dict"], dict) or not isinstance(checkpoint.get("meta", {}), dict):
+        raise DigitlabError(f"{path} is not a digitlab checkpoint: its weights or its record are not what "
+                            "digitlab.save writes. Write checkpoints with digitlab.save.")
     try:
         net.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:
         raise DigitlabError(f"{path} was saved from a different architecture than {arch}"
                             f"({config}):\n{err}") from err
+    broken = [name for name, t in net.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:
+        raise DigitlabError(f"{path} holds weights that are not finite numbers (NaN or infinity), in "
+                            f"{', '.join(broken[:3])}: the training that wrote it diverged. Train it again, with "
+                            "a lower learning rate.")
     return net.to(device).eval(), checkpoint.get("meta", {})
 
 
@@ -82,7 +90,8 @@ def load_or_train(name: str, config: RunConfig, seed: int = 0, models_dir: str |
                   device: str = "auto", progress: bool = True) -> tuple[nn.Module, dict]:
     """Load the network trained with exactly `config` and `seed` from `models_dir`, or train and save it.
 
-    It trains on `training_set(config)` and validates on MNIST's fixed validation split.
+    It trains on `training_set(config)` and validates on MNIST's fixed validation split. Ctrl-C during training
+    raises KeyboardInterrupt: a half-trained network is neither saved nor returned.
     """
     path = checkpoint_path(name, config, seed, models_dir)
     if path.exists():
@@ -94,8 +103,11 @@ def load_or_train(name: str, config: RunConfig, seed: int = 0, models_dir: str |
     net = DigitRecognitionCNN(**config.settings("model"))
     history = fit(net, training_set(config, splits), splits["val"], seed=seed, device=device, progress=progress,
                   **config.settings("fit"))
-    if len(history["epoch"]) == config.num_epochs:
-        save(net, path, history=history, config=dict(config), seed=seed)
+    done = len(history["epoch"])
+    if done < config.num_epochs:   # Ctrl-C: fit kept what it had, which must not pass for the finished network
+        raise KeyboardInterrupt(f"training stopped after {done} of {config.num_epochs} epochs; nothing was saved. "
+                                "Run it again to train from the start.")
+    save(net, path, history=history, config=dict(config), seed=seed)
     return net, history
 
 

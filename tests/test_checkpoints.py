@@ -87,6 +87,12 @@ class Payload:
     ({"arch": "DigitRecognitionCNN", "config": {"width": 2}, "state_dict": {}}, ValueError, "options.*width"),
     ({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": {}, "meta": Payload()}, ValueError,
      "not a digitlab checkpoint"),
+    ({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": torch.zeros(3)}, ValueError, "weights or its record"),
+    ({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": DigitRecognitionCNN().state_dict(), "meta": [1]},
+     ValueError, "weights or its record"),
+    ({"arch": "DigitRecognitionCNN", "config": {},
+      "state_dict": {**DigitRecognitionCNN().state_dict(), "fc2.bias": torch.full((10,), float("nan"))}},
+     ValueError, "not finite numbers .* fc2.bias.* diverged"),
 ])
 def test_bad_checkpoints_are_clear_errors_without_unsafe_advice(tmp_path, content, error, message):
     path = tmp_path / "x.pt"
@@ -118,3 +124,22 @@ def test_the_course_network_is_committed_for_the_current_recipe():
     net, meta = load(path)
     assert meta["config"] == dataclasses.asdict(RECIPE) and meta["seed"] == 0
     assert len(meta["history"]["epoch"]) == RECIPE.num_epochs and meta["history"]["val_acc"][-1] > 0.99
+
+
+def test_ctrl_c_during_training_is_not_taken_for_a_finished_network(tmp_path, monkeypatch):
+    from digitlab import train
+
+    monkeypatch.setattr(checkpoints, "mnist_splits", lambda n_train=None: small_fake_splits())
+    calls = []
+    real_evaluate = train.evaluate
+
+    def ctrl_c_in_epoch_2(*args, **kwargs):   # Ctrl-C while the second epoch is validated
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(train, "evaluate", ctrl_c_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt, match="after 1 of 2 epochs; nothing was saved"):
+        load_or_train("tiny", dataclasses.replace(TINY, num_epochs=2), models_dir=tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
