@@ -105,7 +105,14 @@ def label(config: RunConfig | dict, ref: RunConfig = PAPER, ref_name: str | None
 
 # Names in digitlab.config, .data, .models and .train that a run never uses: editing them leaves results current.
 NOT_IN_A_RUN = {"RECIPE", "FAST_RECIPE", "lr_schedule", "predict", "predict_proba", "batched_logits", "_as_images",
-                "run_info", "count_parameters", "summary", "MNISTDataset"}
+                "run_info", "count_parameters", "summary", "MNISTDataset",
+                # What refuses bad input and stops a diverged run: it decides whether a run happens, never its
+                # numbers, so making it stricter keeps the saved runs current.
+                "check_config", "check_settings", "one_of", "KINDS", "check_inputs", "check_normalised", "_check_fit",
+                "_check_progress", "DIVERGED_LOSS_RATIO", "CHANCE_ACC", "CHANCE_MIN_IMAGES", "idx_layout",
+                "MNISTFileError", "read_idx", "mnist_file", "_candidates", "_download", "_uncompressed", "_verify",
+                # Where a run happens and in which precision: recorded in every record (RUN_FIELDS).
+                "get_device", "bf16_supported", "choose_precision"}
 
 
 def code_version() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -53,28 +54,7 @@ class RunConfig(Mapping):
     label_smoothing: float = _setting("fit", 0.0)  # the share of each target spread over the other digits
 
     def __post_init__(self):
-        for f in dataclasses.fields(self):  # one spelling per value (0.0, not 0), so equal configs hash alike
-            value, kind = getattr(self, f.name), type(f.default)
-            if f.name == "n_train":
-                continue
-            allowed = (int, float) if kind is float else kind
-            if isinstance(value, bool) != (kind is bool) or not isinstance(value, allowed):
-                raise WrongTypeError(f"{f.name} must be {KINDS[kind]}, not {value!r}.")
-            object.__setattr__(self, f.name, kind(value))
-        n = self.n_train
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= 55_000):
-            raise DigitlabError(f"n_train must be a whole number from 1 to 55,000 (or None for all), not {n!r}.")
-        if n == 55_000:
-            object.__setattr__(self, "n_train", None)
-        if self.typed_digits < 0:
-            raise DigitlabError(f"typed_digits must be 0 or more, not {self.typed_digits}.")
-        for name in ("dropout1", "dropout2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise DigitlabError(f"{name} must be a probability from 0 to below 1, not {getattr(self, name)}.")
-        if self.weight_decay < 0:
-            raise DigitlabError(f"weight_decay must be 0 or more, not {self.weight_decay}.")
-        check_settings(**{k: getattr(self, k) for k in ("num_epochs", "batch_size", "lr", "optimizer", "schedule",
-                                                        "label_smoothing")})
+        check_config(self)
 
     def __getitem__(self, name: str):
         if name not in self.__dataclass_fields__:
@@ -99,14 +79,41 @@ class RunConfig(Mapping):
         return hashlib.sha1(json.dumps(dict(self), sort_keys=True).encode()).hexdigest()[:10]
 
 
+def check_config(config: RunConfig) -> None:
+    """Refuse settings that cannot train, and write each value one way (0.0, not 0) so that equal configs hash
+    alike."""
+    for f in dataclasses.fields(config):
+        value, kind = getattr(config, f.name), type(f.default)
+        if f.name == "n_train":
+            continue
+        allowed = (int, float) if kind is float else kind
+        if isinstance(value, bool) != (kind is bool) or not isinstance(value, allowed):
+            raise WrongTypeError(f"{f.name} must be {KINDS[kind]}, not {value!r}.")
+        object.__setattr__(config, f.name, kind(value))
+    n = config.n_train
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or not 0 < n <= 55_000):
+        raise DigitlabError(f"n_train must be a whole number from 1 to 55,000 (or None for all), not {n!r}.")
+    if n == 55_000:
+        object.__setattr__(config, "n_train", None)
+    if config.typed_digits < 0:
+        raise DigitlabError(f"typed_digits must be 0 or more, not {config.typed_digits}.")
+    for name in ("dropout1", "dropout2"):
+        if not 0 <= getattr(config, name) < 1:
+            raise DigitlabError(f"{name} must be a probability from 0 to below 1, not {getattr(config, name)}.")
+    if not 0 <= config.weight_decay < math.inf:
+        raise DigitlabError(f"weight_decay must be a finite number, 0 or more, not {config.weight_decay}.")
+    check_settings(**{k: getattr(config, k) for k in ("num_epochs", "batch_size", "lr", "optimizer", "schedule",
+                                                      "label_smoothing")})
+
+
 def check_settings(num_epochs: int = 1, batch_size: int = 1, lr: float = 1e-3, optimizer: str = "adam",
                    schedule: str = "none", label_smoothing: float = 0.0) -> None:
     """Refuse fit settings that cannot train, before any data is loaded or moved."""
     for name, value in [("num_epochs", num_epochs), ("batch_size", batch_size)]:
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise DigitlabError(f"{name} must be a whole number of at least 1, not {value!r}.")
-    if not lr > 0:
-        raise DigitlabError(f"lr must be a positive number, not {lr!r}.")
+    if isinstance(lr, bool) or not isinstance(lr, int | float | np.number) or not 0 < lr < math.inf:
+        raise DigitlabError(f"lr must be a positive, finite number, not {lr!r}.")
     if optimizer not in OPTIMIZERS:
         raise DigitlabError(f"optimizer must be {one_of(OPTIMIZERS)}, not {optimizer!r}.")
     if schedule not in SCHEDULES:

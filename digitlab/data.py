@@ -57,6 +57,12 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     """Parse the bytes of an uncompressed IDX file into a uint8 array."""
+    header, shape = idx_layout(data, name)
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def idx_layout(data: bytes, name: str = "<bytes>") -> tuple[int, tuple[int, ...]]:
+    """(header bytes, array shape) of an uncompressed uint8 IDX file, checked against its size."""
     if not data:
         raise MNISTFileError(f"{name}: the file is empty (0 bytes). Delete it and load again.")
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
@@ -73,7 +79,7 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise MNISTFileError(
             f"{name}: {len(data)} bytes but the header {shape} needs {expected}: "
             "the file is truncated or corrupted. Delete it and load again.")
-    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+    return header, shape
 
 
 def _candidates(stem: str) -> list[Path]:
@@ -171,6 +177,9 @@ def check_inputs(X: Tensor, y: Tensor, name: str = "inputs") -> None:
     if len(y) != len(X) or y.dim() != 1:
         raise DigitlabError(f"{name}: {len(X)} images need {len(X)} labels shaped [N]; got {list(y.shape)}.")
     check_normalised(X, name)
+    if not torch.isfinite(X).all():
+        bad = int((~torch.isfinite(X)).flatten(1).any(1).sum())
+        raise DigitlabError(f"{name}: {bad} of {len(X)} images hold NaN or infinite pixels; check how they were made.")
     if y.dtype != torch.int64:
         raise WrongTypeError(f"{name}: labels must be int64 class indices (torch.long), not {y.dtype}.")
     lo, hi = y.min().item(), y.max().item()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import time
@@ -155,6 +156,11 @@ def _check_fit(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None, 
 def _check_progress(history: dict[str, list], first_loss: float, n: int, lr: float, last: bool) -> None:
     """Raise DivergedError if the last epoch's loss exploded or, at the end of training, nothing was learnt."""
     epoch, loss, acc = history["epoch"][-1], history["train_loss"][-1], history["train_acc"][-1]
+    val_loss, val_acc = history["val_loss"][-1], history["val_acc"][-1]
+    if not math.isnan(val_acc) and not val_loss <= DIVERGED_LOSS_RATIO * first_loss:  # validated: a finite loss
+        raise DivergedError(
+            f"After epoch {epoch} the validation loss is {val_loss:.3g}, the first batch's was {first_loss:.3g}: "
+            f"the weights exploded and training diverged. Lower the learning rate (lr={lr}) or check the inputs.")
     if loss > DIVERGED_LOSS_RATIO * first_loss:
         raise DivergedError(
             f"The mean loss of epoch {epoch} is {loss:.3g}, {loss / first_loss:.0f} times the first batch's "

@@ -143,3 +143,12 @@ def test_ctrl_c_during_training_is_not_taken_for_a_finished_network(tmp_path, mo
     with pytest.raises(KeyboardInterrupt, match="after 1 of 2 epochs; nothing was saved"):
         load_or_train("tiny", dataclasses.replace(TINY, num_epochs=2), models_dir=tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_network_whose_weights_are_not_finite_is_not_saved(tmp_path):
+    net = DigitRecognitionCNN()
+    with torch.no_grad():
+        net.conv2.weight[0, 0, 0, 0] = float("inf")
+    with pytest.raises(ValueError, match="cannot save .* not finite numbers .* conv2.weight"):
+        save(net, tmp_path / "x.pt")
+    assert list(tmp_path.iterdir()) == []

@@ -71,11 +71,20 @@ def test_bad_option_names():
         train.make_scheduler("cosine", torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), 1, 1)
 
 
-def test_diverging_loss_stops_with_a_clear_error(small_splits):
+def test_images_that_are_not_finite_are_refused_up_front(small_splits):
     X, y = small_splits["train"][0][:256].clone(), small_splits["train"][1][:256]
-    X[3, 0, 5, 5] = float("nan")
-    with pytest.raises(FloatingPointError, match="Lower the learning rate"):
+    X[3, 0, 5, 5], X[7, 0, 0, 0] = float("nan"), float("inf")
+    with pytest.raises(ValueError, match="the training set: 2 of 256 images hold NaN or infinite pixels"):
         fit(DigitRecognitionCNN(), (X, y), num_epochs=1, batch_size=64, progress=False)
+    with pytest.raises(ValueError, match="evaluate: 2 of 256 images hold NaN or infinite pixels"):
+        evaluate(DigitRecognitionCNN(), X, y)
+
+
+def test_weights_that_explode_in_the_last_step_stop_training(small_splits):
+    # one batch per epoch: the training loss, measured before each step, never shows it; the validation loss does
+    X, y = small_splits["train"][0][:64], small_splits["train"][1][:64]
+    with pytest.raises(FloatingPointError, match="the validation loss is .* weights exploded"):
+        fit(DigitRecognitionCNN(), (X, y), small_splits["val"], num_epochs=1, batch_size=64, lr=1e9, progress=False)
 
 
 def test_interrupt_returns_history_so_far(small_splits, monkeypatch):
@@ -203,7 +212,8 @@ def test_divergence_without_nan_stops_with_a_clear_error(small_splits, n, settin
 @pytest.mark.parametrize(("settings", "message"), [
     ({"num_epochs": 0}, "num_epochs must be"), ({"num_epochs": -1}, "num_epochs must be"),
     ({"batch_size": 0}, "batch_size must be"), ({"batch_size": -5}, "batch_size must be"),
-    ({"lr": 0.0}, "lr must be"), ({"optimizer": "adamax"}, "optimizer must be"),
+    ({"lr": 0.0}, "lr must be"), ({"lr": float("inf")}, "lr must be a positive, finite number"),
+    ({"lr": "0.1"}, "lr must be a positive, finite number"), ({"optimizer": "adamax"}, "optimizer must be"),
     ({"schedule": "cosine"}, "schedule must be 'none', 'step', 'onecycle' or 'plateau'"),
     ({"label_smoothing": 1.0}, "label_smoothing must be a share from 0 to below 1"),
 ])
