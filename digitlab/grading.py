@@ -106,7 +106,7 @@ class Options:
     """How to grade: workers in parallel, PyTorch threads each, the sandbox's limits, or no sandbox at all."""
 
     workers: int = 1
-    threads: int | None = None   # None: the cores shared among the workers that have a submission to grade
+    threads: int | None = None   # None: the cores shared among the workers (fixed, so regrading repeats the runs)
     limits: sandbox.Limits = sandbox.Limits()
     sandboxed: bool = True
 
@@ -315,8 +315,8 @@ def grade(course: Path, assignment: str, options: Options = Options(), shard: tu
         students = in_shard(submissions(course, assignment), shard)
         digests = {s: digest(course, assignment, s) for s in students}
         todo = [s for s in students if done.get((assignment, s), {}).get("digest") != digests[s]]
-        busy = max(1, min(options.workers, len(todo)))
-        options = dataclasses.replace(options, threads=options.threads or max(1, (os.cpu_count() or 1) // busy))
+        options = dataclasses.replace(options, threads=options.threads or max(1, (os.cpu_count() or 1)
+                                                                              // options.workers))
         template = grading / "work" / assignment / f"template-{os.getpid()}.db"
         template.parent.mkdir(parents=True, exist_ok=True)
         for stale in template.parent.glob("template-*.db"):  # left by graders that were killed
