@@ -193,6 +193,9 @@ def run_one(config: dict, seed: int, splits: dict | None = None, device: str = "
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
+RECORD_FIELDS = {"key", "seed", "code", "config", "final", "history"}   # what every saved record holds
+
+
 def load_records(path: str | Path) -> list[dict]:
     """Every record in a JSON-lines results file (none if the file does not exist)."""
     path = Path(path)
@@ -207,7 +210,10 @@ def load_records(path: str | Path) -> list[dict]:
         except json.JSONDecodeError as err:
             raise ValueError(f"{path}, line {i}: not a JSON record ({err}). The file was edited by hand "
                              "or corrupted: delete that line (its run will be redone) or the file.") from err
-        missing = {"key", "seed", "code", "config", "final", "history"} - set(record)
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}, line {i}: a JSON {type(record).__name__}, not a record; delete that line "
+                             "(its run will be redone).")
+        missing = RECORD_FIELDS - set(record)
         if missing:
             raise ValueError(f"{path}, line {i}: a record without {sorted(missing)}; delete that line "
                              "(its run will be redone).")
@@ -229,6 +235,9 @@ def save_record(record: dict, path: str | Path) -> None:
 
     The file is locked while it is rewritten, so processes that share it never lose each other's records.
     """
+    missing = RECORD_FIELDS - set(record)
+    if missing:
+        raise ValueError(f"a record without {sorted(missing)} cannot be saved in {path}: make records with run_one.")
     with locked(path):
         kept = [r for r in load_records(path) if (r["key"], r["seed"]) != (record["key"], record["seed"])]
         lines = [json.dumps(r, sort_keys=True) for r in [*kept, record]]

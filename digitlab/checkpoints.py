@@ -57,6 +57,9 @@ def load(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
     if not isinstance(checkpoint["state_dict"], dict) or not isinstance(checkpoint.get("meta", {}), dict):
         raise DigitlabError(f"{path} is not a digitlab checkpoint: its weights or its record are not what "
                             "digitlab.save writes. Write checkpoints with digitlab.save.")
+    if any(isinstance(t, Tensor) and t.is_meta for t in checkpoint["state_dict"].values()):
+        raise DigitlabError(f"{path} holds no weights: its tensors are on PyTorch's 'meta' device, which keeps "
+                            "shapes only. Save the network after its weights are loaded or trained.")
     try:
         net.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:

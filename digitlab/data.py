@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -74,7 +75,7 @@ def idx_layout(data: bytes, name: str = "<bytes>") -> tuple[int, tuple[int, ...]
     if len(data) < header:
         raise MNISTFileError(f"{name}: truncated header ({len(data)} bytes).")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)   # exact: sizes that overflow 64 bits are simply too big
     if len(data) != expected:
         raise MNISTFileError(
             f"{name}: {len(data)} bytes but the header {shape} needs {expected}: "

@@ -41,7 +41,10 @@ def get_device(name: str = "auto") -> torch.device:
             device = torch.device(name)
         except RuntimeError:
             raise DigitlabError(f"unknown device {name!r}; use auto, cpu, cuda or mps.") from None
-        available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+        if device.type not in ("cpu", "cuda", "mps", "xpu"):   # 'meta' keeps shapes only; others need plug-ins
+            raise DigitlabError(f"device {name!r} cannot train or run a network here; use auto, cpu, cuda or mps.")
+        available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available,
+                     "xpu": lambda: hasattr(torch, "xpu") and torch.xpu.is_available()}
         if device.type in available and not available[device.type]():
             raise DigitlabError(f"device {name!r} is not available on this machine; use auto or cpu.")
         return device

@@ -136,7 +136,18 @@ def test_bad_results_file_gives_a_clear_error(tmp_path):
     path.write_text('{"key": "a"}\n')
     with pytest.raises(ValueError, match="line 1: a record without"):
         load_records(path)
+    for line, kind in [("3", "int"), ("[1, 2]", "list"), ('"run"', "str")]:
+        path.write_text(line + "\n")
+        with pytest.raises(ValueError, match=f"line 1: a JSON {kind}, not a record"):
+            load_records(path)
     assert load_records(tmp_path / "missing.jsonl") == []
+
+
+def test_a_record_without_its_key_is_never_written(tmp_path):
+    path = tmp_path / "grid.jsonl"
+    with pytest.raises(ValueError, match=r"a record without \['code', 'config', 'final', 'history', 'key'\]"):
+        ablation.save_record({"seed": 1}, path)
+    assert not path.exists()
 
 
 def test_failed_write_leaves_the_file_as_it_was(tmp_path):

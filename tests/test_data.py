@@ -43,6 +43,7 @@ def test_idx_round_trip_plain_and_gzipped(tmp_path):
     (lambda b: b[:-5], "truncated"),
     (lambda b: b + b"\x00", "truncated or corrupted"),
     (lambda b: b[:6], "truncated header"),
+    (lambda b: b[:3] + b"\x04" + b"\xff" * 16, r"header \(4294967295, .* needs"),   # sizes past 64 bits
 ])
 def test_corrupt_idx_is_refused(mangle, message):
     good = idx_bytes(np.zeros((2, 4, 4), dtype=np.uint8))

@@ -13,6 +13,9 @@ from digitlab.train import evaluate, fit, get_device, lr_schedule, predict, pred
 def test_get_device():
     assert get_device("cpu").type == "cpu"
     assert get_device().type in {"cpu", "cuda", "mps"}
+    for name in ("meta", "bogus"):
+        with pytest.raises(ValueError, match=f"{name!r} cannot train|unknown device {name!r}"):
+            get_device(name)
 
 
 def test_short_training_run_learns(small_splits):
