@@ -22,6 +22,10 @@ class DivergedError(DigitlabError, FloatingPointError):
     """Training diverged: the loss became NaN or infinite, or exploded, or nothing was learnt."""
 
 
+class NoDigitError(DigitlabError):
+    """A picture holds no digit (blank, a speck, noise) or more than one."""
+
+
 def report_user_errors(command: Callable[[], int | None]) -> int:
     """Run a command-line command: a user error prints `error: ...` and gives 2 (1 for an OSError); bugs raise."""
     try:

@@ -230,10 +230,11 @@ class DrawingPad:
         self.last_update = time.perf_counter()
         try:
             x = to_mnist(self.image())
-        except ValueError:  # nothing drawn yet
+        except ValueError as err:  # nothing drawn yet, or no single digit: say which, in a few words
             self.probs = None
             self.preview.value = BLANK_PNG
-            _show_probabilities(self.caption, self.bars, None, "draw a digit")
+            said = str(err).split(":")[0] if self.strokes else "draw a digit"
+            _show_probabilities(self.caption, self.bars, None, said)
             return None
         self.probs = self.predictor.predict_proba(x)[0]
         self.preview.value = _png(x)

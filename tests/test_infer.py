@@ -153,3 +153,18 @@ def test_onnx_predictions_leave_pytorchs_threads_alone(fast_net, test_images, mo
     assert predictor.predict(test_images[0][:2]).shape == (2,)
     with infer.torch_threads(torch.get_num_threads()):  # the count it has: nothing to change
         pass
+
+
+def test_images_without_a_digit_are_refused_and_every_mnist_digit_passes():
+    from digitlab.errors import NoDigitError
+
+    predictor = Predictor(DigitRecognitionCNN(), backend="eager")
+    cases = [(torch.zeros(28, 28), "image 0 holds no digit \\(blank\\)"),
+             (torch.ones(2, 28, 28), "image 0, 1 holds no digit \\(inked over more than 60%"),
+             (torch.rand(28, 28, generator=torch.Generator().manual_seed(0)), "inked over"),
+             (255 - load_mnist("test")[0][:1], "inked over")]   # black on white: the colours the other way round
+    for images, message in cases:
+        with pytest.raises(NoDigitError, match=message):
+            predictor.predict_proba(images)
+    for split in ("train", "test"):
+        infer.check_digits(load_mnist(split)[0].float() / 255)

@@ -213,3 +213,27 @@ def test_a_phone_photo_is_read_as_a_viewer_shows_it(tmp_path):
     seen = as_grayscale(path)
     assert seen.shape == (60, 40) and np.abs(seen - upright / 255).mean() < 0.02
     assert torch.allclose(to_mnist(path), to_mnist(upright), atol=0.1)
+
+
+def noise(shape) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 256, shape).astype(np.uint8)
+
+
+def side_by_side(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
+    page = np.zeros((40, 80), np.uint8)
+    page[6:34, 6:34], page[6:34, 44:72] = a.numpy(), b.numpy()
+    return 255 - page
+
+
+def test_a_picture_without_one_digit_is_refused(digits):
+    from digitlab.errors import NoDigitError
+
+    X, y = digits
+    three, seven = X[(y == 3).nonzero()[0, 0]], X[(y == 7).nonzero()[0, 0]]
+    cases = [(noise((120, 100)), "ink is spread over"), (np.full((120, 100), 128, np.uint8), "blank or almost uniform"),
+             (side_by_side(three, seven), "2 pieces of ink side by side")]
+    for picture, message in cases:
+        with pytest.raises(NoDigitError, match=message):
+            to_mnist(picture)
+    for i in range(0, len(X), 5):   # while every MNIST digit, enlarged on white paper, is one digit
+        to_mnist(255 - np.kron(X[i].numpy(), np.ones((3, 3), np.uint8)))
