@@ -9,7 +9,7 @@ import time
 from digitlab.checkpoints import load, save
 from digitlab.config import SCHEDULES, RunConfig
 from digitlab.data import load_mnist, mnist_splits
-from digitlab.errors import report_user_errors
+from digitlab.errors import DigitlabError, report_user_errors
 from digitlab.files import check_writable
 from digitlab.models import DigitRecognitionCNN
 from digitlab.train import PRECISIONS, evaluate, fit, get_device, set_seed
@@ -41,6 +41,8 @@ def train(args: argparse.Namespace) -> int:
     """Train and save a checkpoint; settings and `--out` are checked before any data is loaded."""
     config = RunConfig(n_train=args.n_train, num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                        schedule=args.schedule)
+    if not 0 <= args.seed < 2**32:
+        raise DigitlabError(f"--seed must be a whole number from 0 to {2**32 - 1}, not {args.seed}.")
     device = get_device(args.device)
     check_writable(args.out)
     set_seed(args.seed)

@@ -49,11 +49,16 @@ def load(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
         raise DigitlabError(f"{path} holds a {arch!r}, which digitlab does not know; "
                             f"known architectures: {', '.join(ARCHITECTURES)}.")
     config = checkpoint.get("config", {})
+    if not isinstance(config, dict):
+        raise DigitlabError(f"{path} is not a digitlab checkpoint: its options are a {type(config).__name__}, "
+                            "not a dict. Write checkpoints with digitlab.save.")
     try:
         net = ARCHITECTURES[arch](**config)
     except TypeError:
         raise DigitlabError(f"{path} is not a checkpoint of this digitlab: its {arch} options {config} are not "
                             f"all options of {arch}.") from None
+    except ValueError as err:
+        raise DigitlabError(f"{path} holds impossible {arch} options {config}: {err}.") from None
     if not isinstance(checkpoint["state_dict"], dict) or not isinstance(checkpoint.get("meta", {}), dict):
         raise DigitlabError(f"{path} is not a digitlab checkpoint: its weights or its record are not what "
                             "digitlab.save writes. Write checkpoints with digitlab.save.")
@@ -96,6 +101,9 @@ def checkpoint_path(name: str, config: RunConfig, seed: int = 0, models_dir: str
     return Path(models_dir) / f"{name}-{config.key()}-seed{seed}.pt"
 
 
+HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}   # per epoch, in what fit returns
+
+
 def load_or_train(name: str, config: RunConfig, seed: int = 0, models_dir: str | Path = MODELS_DIR,
                   device: str = "auto", progress: bool = True) -> tuple[nn.Module, dict]:
     """Load the network trained with exactly `config` and `seed` from `models_dir`, or train and save it.
@@ -106,7 +114,12 @@ def load_or_train(name: str, config: RunConfig, seed: int = 0, models_dir: str |
     path = checkpoint_path(name, config, seed, models_dir)
     if path.exists():
         net, meta = load(path, device=str(get_device(device)))
-        return net, meta["history"]
+        history = meta.get("history")
+        if not isinstance(history, dict) or not HISTORY_KEYS <= set(history) or \
+                any(len(history[k]) != config.num_epochs for k in HISTORY_KEYS):
+            raise DigitlabError(f"{path} does not hold the history of a finished {config.num_epochs}-epoch run; it "
+                                "was not written by load_or_train. Delete it, and it will be trained again.")
+        return net, history
     check_writable(path)
     set_seed(seed)
     splits = mnist_splits(n_train=config.n_train)  # the fixed split, whatever the training seed

@@ -88,6 +88,8 @@ class Payload:
     ({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": {}, "meta": Payload()}, ValueError,
      "not a digitlab checkpoint"),
     ({"arch": "DigitRecognitionCNN", "config": {}, "state_dict": torch.zeros(3)}, ValueError, "weights or its record"),
+    ({"arch": "DigitRecognitionCNN", "config": {"dropout1": 2.0}, "state_dict": {}}, ValueError, "impossible"),
+    ({"arch": "DigitRecognitionCNN", "config": [1], "state_dict": {}}, ValueError, "options are a list"),
     ({"arch": "DigitRecognitionCNN", "config": {},
       "state_dict": {k: v.to("meta") for k, v in DigitRecognitionCNN().state_dict().items()}}, ValueError,
      "holds no weights: its tensors are on PyTorch's 'meta' device"),
@@ -155,3 +157,13 @@ def test_a_network_whose_weights_are_not_finite_is_not_saved(tmp_path):
     with pytest.raises(ValueError, match="cannot save .* not finite numbers .* conv2.weight"):
         save(net, tmp_path / "x.pt")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("meta", [{}, {"history": [1]}, {"history": {"epoch": [1]}},
+                                  {"history": {k: [0.5] for k in checkpoints.HISTORY_KEYS}}])
+def test_load_or_train_refuses_a_checkpoint_without_a_finished_history(tmp_path, meta):
+    config = dataclasses.replace(TINY, num_epochs=2)
+    path = checkpoints.checkpoint_path("tiny", config, 0, tmp_path)
+    save(DigitRecognitionCNN(), path, **meta)
+    with pytest.raises(ValueError, match="does not hold the history of a finished 2-epoch run.*Delete it"):
+        load_or_train("tiny", config, models_dir=tmp_path, progress=False)

@@ -51,6 +51,10 @@ def test_train_then_evaluate(tmp_path, capsys):
     (["train", "--batch-size", "-1", "--out", "{tmp}/m.pt"], "batch_size must be"),
     (["train", "--n-train", "0", "--out", "{tmp}/m.pt"], "n_train must be a whole number from 1 to 55,000"),
     (["train", "--device", "tpu9", "--out", "{tmp}/m.pt"], "unknown device 'tpu9'"),
+    (["train", "--device", "meta", "--out", "{tmp}/m.pt"], "device 'meta' cannot train"),
+    (["train", "--seed", "-1", "--out", "{tmp}/m.pt"], "--seed must be a whole number from 0 to 4294967295"),
+    (["train", "--lr", "inf", "--out", "{tmp}/m.pt"], "lr must be a positive, finite number, not inf"),
+    (["train", "--lr", "nan", "--out", "{tmp}/m.pt"], "lr must be a positive, finite number, not nan"),
     (["train", "--out", "{tmp}/junk.pt/m.pt"], "cannot write"),
     (["data"], "could not be downloaded"),
 ])
@@ -103,8 +107,8 @@ def test_errors_of_the_machine_are_one_line_too(monkeypatch, capsys):
 def test_other_command_lines_report_user_errors_without_a_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "digitlab.student", str(tmp_path / "missing.ipynb")],
                             capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: No notebook at")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: no notebook at")
 
 
 @pytest.mark.parametrize(("error", "code"), [(DigitlabError("bad setting"), 2), (PermissionError("no access"), 1),
