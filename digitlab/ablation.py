@@ -7,6 +7,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -23,12 +24,23 @@ from digitlab.data import mnist_splits, stratified_split
 from digitlab.errors import DigitlabError
 from digitlab.files import locked, write_text
 from digitlab.models import DigitRecognitionCNN
-from digitlab.settings import BUILD_DIR, GRADING, GRADING_IMAGES, RESULTS_DIR, machine
+from digitlab.settings import BUILD_DIR, FAST, GRADING, GRADING_IMAGES, RESULTS_DIR, machine
 from digitlab.train import evaluate, fit, set_seed
 
 RESULTS = RESULTS_DIR / "ablation.jsonl"
 # Notebook 04's exercises save fast-mode runs here, never in the full-mode grid (the grader sets DIGITLAB_RESULTS).
 FAST_EXERCISE_RESULTS = BUILD_DIR / "fast-exercise-runs.jsonl"
+
+
+def exercise_results() -> Path:
+    """Where notebook 04's exercises save their runs: $DIGITLAB_RESULTS if set (`~` and `$VARS` expanded), else
+    FAST_EXERCISE_RESULTS in quick mode and the grid, RESULTS, in full mode."""
+    given = os.path.expandvars(os.path.expanduser(os.environ.get("DIGITLAB_RESULTS", "").strip()))
+    path = Path(given) if given else FAST_EXERCISE_RESULTS if FAST else RESULTS
+    if path.is_dir() or given.endswith(("/", os.sep)):
+        raise DigitlabError(f"DIGITLAB_RESULTS={given} is a folder; give a file name such as "
+                            f"{Path(given) / 'runs.jsonl'}.")
+    return path
 
 # The paper's network with the chapter's small-data training settings; a config is this one with some
 # settings changed (`make_config`).

@@ -305,3 +305,17 @@ def test_summarize_refuses_a_run_counted_twice(fake_record):
     records = [fake_record(PAPER, 0, 0.90), fake_record(PAPER, 1, 0.92), fake_record(PAPER, 1, 0.92)]
     with pytest.raises(ValueError, match="seed 1 of 'paper' more than once"):
         ablation.summarize(records)
+
+
+def test_the_exercises_results_file_is_read_as_a_shell_writes_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DIGITLAB_RESULTS", " ~/runs.jsonl ")
+    assert ablation.exercise_results() == tmp_path / "runs.jsonl"
+    monkeypatch.setenv("RUNS", str(tmp_path))
+    monkeypatch.setenv("DIGITLAB_RESULTS", "$RUNS/mine.jsonl")
+    assert ablation.exercise_results() == tmp_path / "mine.jsonl"
+    monkeypatch.setenv("DIGITLAB_RESULTS", str(tmp_path))
+    with pytest.raises(ValueError, match="is a folder; give a file name"):
+        ablation.exercise_results()
+    monkeypatch.setenv("DIGITLAB_RESULTS", "")
+    assert ablation.exercise_results() in (ablation.FAST_EXERCISE_RESULTS, ablation.RESULTS)
