@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -26,8 +27,10 @@ def save(net: nn.Module, path: str | Path, **meta) -> Path:
                             f"in {', '.join(broken[:3])}: its training diverged. Train it again, with a lower "
                             "learning rate.")
     checkpoint = {"arch": type(net).__name__, "config": getattr(net, "config", {}), "state_dict": state, "meta": meta}
+    buffer = io.BytesIO()   # written whole below, so that a full disk is a plain OSError, not torch's zip writer's
+    torch.save(checkpoint, buffer)
     with atomic_path(path) as tmp:
-        torch.save(checkpoint, tmp)
+        Path(tmp).write_bytes(buffer.getvalue())
     return Path(path)
 
 
@@ -39,6 +42,7 @@ def not_finite(state_dict: dict[str, Tensor]) -> list[str]:
 def load(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
     """Read a checkpoint written by `save` (or a bare state_dict of the paper's network)."""
     path = Path(path)
+    get_device(device)   # a device this machine lacks is named as such, not taken for an unreadable file
     checkpoint = _read_checkpoint(path, device)
     if isinstance(checkpoint, dict) and checkpoint and all(isinstance(v, Tensor) for v in checkpoint.values()):
         checkpoint = {"arch": "DigitRecognitionCNN", "config": {}, "state_dict": checkpoint, "meta": {}}

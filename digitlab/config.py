@@ -100,20 +100,21 @@ def check_config(config: RunConfig) -> None:
     for name in ("dropout1", "dropout2"):
         if not 0 <= getattr(config, name) < 1:
             raise DigitlabError(f"{name} must be a probability from 0 to below 1, not {getattr(config, name)}.")
-    if not 0 <= config.weight_decay < math.inf:
-        raise DigitlabError(f"weight_decay must be a finite number, 0 or more, not {config.weight_decay}.")
     check_settings(**{k: getattr(config, k) for k in ("num_epochs", "batch_size", "lr", "optimizer", "schedule",
-                                                      "label_smoothing")})
+                                                      "weight_decay", "label_smoothing")})
 
 
 def check_settings(num_epochs: int = 1, batch_size: int = 1, lr: float = 1e-3, optimizer: str = "adam",
-                   schedule: str = "none", label_smoothing: float = 0.0) -> None:
+                   schedule: str = "none", weight_decay: float = 0.0, label_smoothing: float = 0.0) -> None:
     """Refuse fit settings that cannot train, before any data is loaded or moved."""
     for name, value in [("num_epochs", num_epochs), ("batch_size", batch_size)]:
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
             raise DigitlabError(f"{name} must be a whole number of at least 1, not {value!r}.")
     if isinstance(lr, bool) or not isinstance(lr, int | float | np.number) or not 0 < lr < math.inf:
         raise DigitlabError(f"lr must be a positive, finite number, not {lr!r}.")
+    if isinstance(weight_decay, bool) or not isinstance(weight_decay, int | float | np.number) or \
+            not 0 <= weight_decay < math.inf:
+        raise DigitlabError(f"weight_decay must be a finite number, 0 or more, not {weight_decay!r}.")
     if optimizer not in OPTIMIZERS:
         raise DigitlabError(f"optimizer must be {one_of(OPTIMIZERS)}, not {optimizer!r}.")
     if schedule not in SCHEDULES:

@@ -224,6 +224,7 @@ def stratified_split(y: Tensor, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
 def mnist_splits(n_val: int = 5000, n_train: int | None = None,
                  seed: int = 0) -> dict[str, tuple[Tensor, Tensor]]:
     """Normalised train / val / test tensors; val is a fixed stratified part of the training set."""
+    check_split_sizes(n_val, n_train)
     X, y = load_mnist("train")
     train_idx, val_idx = stratified_split(y, n_val, seed)
     if n_train is not None and n_train < len(train_idx):
@@ -233,6 +234,15 @@ def mnist_splits(n_val: int = 5000, n_train: int | None = None,
     return {"train": (normalize(X[train_idx]), y[train_idx]),
             "val": (normalize(X[val_idx]), y[val_idx]),
             "test": (normalize(X_test), y_test)}
+
+
+def check_split_sizes(n_val: int, n_train: int | None) -> None:
+    """Refuse a validation or training part that MNIST's 60,000 training images cannot give."""
+    if isinstance(n_val, bool) or not isinstance(n_val, int) or not 0 < n_val < SIZES["train"]:
+        raise DigitlabError(f"n_val must be a whole number from 1 to {SIZES['train'] - 1:,}, not {n_val!r}.")
+    most = SIZES["train"] - n_val
+    if n_train is not None and (isinstance(n_train, bool) or not isinstance(n_train, int) or not 0 < n_train <= most):
+        raise DigitlabError(f"n_train must be a whole number from 1 to {most:,} (or None for all), not {n_train!r}.")
 
 
 def augment(X: Tensor, max_shift: float = 2.0, max_degrees: float = 10.0,

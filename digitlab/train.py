@@ -29,6 +29,7 @@ CHANCE_ACC, CHANCE_MIN_IMAGES = 0.15, 500
 
 def set_seed(seed: int) -> None:
     """Seed Python, NumPy and PyTorch (all devices)."""
+    check_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -148,8 +149,15 @@ def to_channels_last(X: Tensor) -> Tensor:
     return X.contiguous(memory_format=torch.channels_last)
 
 
-def _check_fit(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None, **settings) -> None:
+def check_seed(seed: int) -> None:
+    """Refuse a seed that NumPy and PyTorch cannot both take: a whole number from 0 to 2**32 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed < 2**32:
+        raise DigitlabError(f"a seed must be a whole number from 0 to {2**32 - 1}, not {seed!r}.")
+
+
+def _check_fit(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None, seed: int, **settings) -> None:
     """Refuse fit's bad settings and inputs up front, before anything is trained."""
+    check_seed(seed)
     check_settings(**settings)
     check_inputs(*train, "the training set")
     if val is not None:
@@ -185,7 +193,7 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
     Ctrl-C stops training and returns the history of the finished epochs.
     """
     _check_fit(train, val, num_epochs=num_epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-               schedule=schedule, label_smoothing=label_smoothing)
+               schedule=schedule, weight_decay=weight_decay, label_smoothing=label_smoothing, seed=seed)
     device = get_device(device)
     net.to(device, memory_format=torch.channels_last)
     X, y = (t.to(device) for t in train)

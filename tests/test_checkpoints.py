@@ -1,4 +1,5 @@
 import dataclasses
+import os
 import subprocess
 
 import pytest
@@ -167,3 +168,27 @@ def test_load_or_train_refuses_a_checkpoint_without_a_finished_history(tmp_path,
     save(DigitRecognitionCNN(), path, **meta)
     with pytest.raises(ValueError, match="does not hold the history of a finished 2-epoch run.*Delete it"):
         load_or_train("tiny", config, models_dir=tmp_path, progress=False)
+
+
+def test_load_names_a_missing_device_as_such(tmp_path):
+    path = save(DigitRecognitionCNN(), tmp_path / "x.pt")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="device 'cuda' is not available"):
+            load(path, device="cuda")
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        load(path, device="gpu0")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="mounting a small disk needs root")
+def test_a_full_disk_is_an_os_error_and_the_old_checkpoint_stays(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], check=True)
+    try:
+        old = disk / "net.pt"
+        old.write_bytes(b"the previous checkpoint")
+        with pytest.raises(OSError, match="No space left on device"):
+            save(DigitRecognitionCNN(), old)
+        assert old.read_bytes() == b"the previous checkpoint" and [p.name for p in disk.iterdir()] == ["net.pt"]
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

@@ -240,3 +240,11 @@ def test_digitlab_data_pointing_at_a_file_is_a_clear_error(tmp_path, monkeypatch
     monkeypatch.setenv("DIGITLAB_DATA", str(tmp_path / "train-images-idx3-ubyte.gz"))
     with pytest.raises(ValueError, match="is a file; set it to the folder"):
         load_mnist("train")
+
+
+@pytest.mark.parametrize(("sizes", "message"), [({"n_train": 10**9}, "n_train must be a whole number from 1 to 55,000"),
+                                                ({"n_train": 0}, "n_train must be"),
+                                                ({"n_val": 60_000}, "n_val must be a whole number from 1 to 59,999")])
+def test_split_sizes_mnist_cannot_give_are_refused(sizes, message):
+    with pytest.raises(ValueError, match=message):
+        mnist_splits(**sizes)

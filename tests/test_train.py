@@ -290,3 +290,18 @@ def test_lr_schedule_matches_fit():
     assert lr_schedule("none", 0.1, 1, 3) == [0.1] * 3
     with pytest.raises(ValueError, match="validation loss"):
         lr_schedule("plateau", 0.1, 1, 3)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**32, 2**70, 1.5, True])
+def test_a_seed_numpy_and_torch_cannot_take_is_refused(small_splits, seed):
+    with pytest.raises(ValueError, match="a seed must be a whole number from 0 to 4294967295"):
+        set_seed(seed)
+    X, y = small_splits["train"][0][:64], small_splits["train"][1][:64]
+    with pytest.raises(ValueError, match="a seed must be"):
+        fit(DigitRecognitionCNN(), (X, y), num_epochs=1, seed=seed, progress=False)
+
+
+def test_fit_refuses_a_weight_decay_that_is_not_finite(small_splits):
+    X, y = small_splits["train"][0][:64], small_splits["train"][1][:64]
+    with pytest.raises(ValueError, match="weight_decay must be a finite number, 0 or more, not nan"):
+        fit(DigitRecognitionCNN(), (X, y), num_epochs=1, weight_decay=float("nan"), progress=False)
