@@ -72,8 +72,8 @@ def choose_precision(precision: str = "auto", device: str | torch.device = "cpu"
         if precision == "auto":
             return "bf16" if torch.device(device).type == "cpu" and bf16_supported() else "fp32"
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', not {precision!r} "
-                         "(check the precision argument and the DIGITLAB_PRECISION environment variable).")
+        raise DigitlabError(f"precision must be 'auto', 'fp32' or 'bf16', not {precision!r} "
+                            "(check the precision argument and the DIGITLAB_PRECISION environment variable).")
     return precision
 
 

@@ -67,6 +67,13 @@ def test_user_errors_print_one_message_and_no_traceback(tmp_path, args, message)
     assert not (tmp_path / "m.pt").exists()
 
 
+def test_a_precision_setting_that_is_none_is_one_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIGITLAB_PRECISION", "fp64")
+    result = run_cli(["train", "--out", str(tmp_path / "m.pt")], tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: precision must be 'auto', 'fp32' or 'bf16', not 'fp64'")
+
+
 def test_data_folder_that_is_a_file_is_a_clear_error(tmp_path):
     (tmp_path / "mnist.gz").write_bytes(b"")
     result = run_cli(["data"], tmp_path, data=str(tmp_path / "mnist.gz"))

@@ -168,3 +168,11 @@ def test_images_without_a_digit_are_refused_and_every_mnist_digit_passes():
             predictor.predict_proba(images)
     for split in ("train", "test"):
         infer.check_digits(load_mnist(split)[0].float() / 255)
+
+
+def test_a_network_whose_weights_are_not_finite_is_refused():
+    net = DigitRecognitionCNN()
+    with torch.no_grad():
+        net.fc2.weight.fill_(float("nan"))
+    with pytest.raises(ValueError, match="weights are not finite numbers .* fc2.weight"):
+        Predictor(net, backend="eager")
