@@ -6,10 +6,16 @@ import argparse
 import sys
 import time
 
+from digitlab.errors import DigitlabError, report_user_errors
+
+try:   # the settings are read when digitlab is imported: a bad one is one line too, not a traceback
+    import digitlab.settings  # noqa: F401
+except DigitlabError as err:
+    sys.exit(f"error: {err}")
+
 from digitlab.checkpoints import load, save
 from digitlab.config import SCHEDULES, RunConfig
 from digitlab.data import load_mnist, mnist_splits
-from digitlab.errors import DigitlabError, report_user_errors
 from digitlab.files import check_writable
 from digitlab.models import DigitRecognitionCNN
 from digitlab.train import PRECISIONS, evaluate, fit, get_device, set_seed

@@ -123,7 +123,7 @@ NOT_IN_A_RUN = {"RECIPE", "FAST_RECIPE", "lr_schedule", "predict", "predict_prob
                 "check_config", "check_settings", "one_of", "KINDS", "check_inputs", "check_normalised", "_check_fit",
                 "_check_progress", "DIVERGED_LOSS_RATIO", "CHANCE_ACC", "CHANCE_MIN_IMAGES", "idx_layout",
                 "MNISTFileError", "read_idx", "mnist_file", "_candidates", "_download", "_uncompressed", "_verify",
-                "check_seed", "check_split_sizes",
+                "check_seed", "check_split_sizes", "_check_weights", "MAX_WEIGHT",
                 # Where a run happens and in which precision: recorded in every record (RUN_FIELDS).
                 "get_device", "bf16_supported", "choose_precision"}
 
@@ -214,6 +214,8 @@ def load_records(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.exists():
         return []
+    if path.is_dir():
+        raise DigitlabError(f"{path} is a folder, not a results file; give the path of a .jsonl file.")
     records = []
     for i, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():

@@ -15,6 +15,7 @@ from digitlab.errors import DigitlabError, NoDigitError
 # MNIST's recipe: the digit's bounding box is scaled to fit 20x20 pixels (keeping its aspect
 # ratio), then the digit is placed in a 28x28 frame with its centre of mass at pixel (14, 14).
 BOX = 20
+MIN_SIZE = 8   # pixels on a picture's longer side: the tiniest scans of the foreign-digit bench
 SIZE = 28
 CENTRE = 14.0
 # A pixel counts as ink when it is at least this far from the background, as a share of the
@@ -293,6 +294,9 @@ def centre_in_frame(digit: np.ndarray, size: int = SIZE) -> np.ndarray:
 def preprocess_steps(image) -> dict[str, np.ndarray]:
     """Every stage of `to_mnist` as a picture: input, ink, cropped, scaled (20x20 box), centred (28x28)."""
     gray = as_grayscale(image)
+    if max(gray.shape) < MIN_SIZE:
+        raise NoDigitError(f"image is too small to hold a digit: {gray.shape[1]}x{gray.shape[0]} pixels; the "
+                           f"smallest digitlab reads is {MIN_SIZE} pixels on its longer side.")
     found = ink(enlarge_tiny(gray), flat=max(gray.shape) < TINY_TO)
     check_one_digit(found)
     cropped = crop_to_ink(found)

@@ -24,6 +24,7 @@ PRECISIONS = ("fp32", "bf16")  # float32 everywhere, or bfloat16 autocast for th
 # Divergence: an epoch's mean loss this many times the first batch's (course runs stay below 1.1 times),
 # or, at the end of 2 or more epochs on this many images, training accuracy this close to guessing (10%).
 DIVERGED_LOSS_RATIO = 10.0
+MAX_WEIGHT = 1e3   # a trained weight (or BatchNorm statistic) larger than this has exploded (the course network: 8.6)
 CHANCE_ACC, CHANCE_MIN_IMAGES = 0.15, 500
 
 
@@ -164,6 +165,16 @@ def _check_fit(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None, 
         check_inputs(*val, "the validation set")
 
 
+def _check_weights(net: nn.Module, lr: float) -> None:
+    """Raise DivergedError if training left weights that are not finite or that exploded (the last step is seen
+    by no loss when there is no validation set)."""
+    largest = max((t.detach().abs().max().item() for t in net.state_dict().values() if t.is_floating_point()),
+                  default=0.0)
+    if not largest <= MAX_WEIGHT:
+        raise DivergedError(f"After training the largest weight is {largest:.3g}: the weights exploded and training "
+                            f"diverged. Lower the learning rate (lr={lr}) or check the inputs.")
+
+
 def _check_progress(history: dict[str, list], first_loss: float, n: int, lr: float, last: bool) -> None:
     """Raise DivergedError if the last epoch's loss exploded or, at the end of training, nothing was learnt."""
     epoch, loss, acc = history["epoch"][-1], history["train_loss"][-1], history["train_acc"][-1]
@@ -245,6 +256,7 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
     finally:
         bar.close()
     net.eval()
+    _check_weights(net, lr)
     history["run"] = run_info(device, precision)
     return history
 

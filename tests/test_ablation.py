@@ -141,6 +141,8 @@ def test_bad_results_file_gives_a_clear_error(tmp_path):
         with pytest.raises(ValueError, match=f"line 1: a JSON {kind}, not a record"):
             load_records(path)
     assert load_records(tmp_path / "missing.jsonl") == []
+    with pytest.raises(ValueError, match="is a folder, not a results file"):
+        load_records(tmp_path)
 
 
 def test_a_record_without_its_key_is_never_written(tmp_path):

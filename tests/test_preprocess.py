@@ -237,3 +237,12 @@ def test_a_picture_without_one_digit_is_refused(digits):
             to_mnist(picture)
     for i in range(0, len(X), 5):   # while every MNIST digit, enlarged on white paper, is one digit
         to_mnist(255 - np.kron(X[i].numpy(), np.ones((3, 3), np.uint8)))
+
+
+def test_a_picture_too_small_for_a_digit_is_refused():
+    from digitlab.errors import NoDigitError
+
+    dot = np.full((3, 3), 255, np.uint8)
+    dot[1, 1] = 0
+    with pytest.raises(NoDigitError, match="too small to hold a digit: 3x3 pixels; the smallest digitlab reads is 8"):
+        to_mnist(dot)

@@ -42,6 +42,8 @@ def test_an_on_off_setting_that_is_neither_is_refused(name):
     env = {**os.environ, name: "fast"}
     done = subprocess.run([sys.executable, "-c", "import digitlab.settings"], env=env, capture_output=True, text=True)
     assert done.returncode != 0 and f"{name}='fast' is neither on (1, true, yes, on) nor off" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "digitlab", "data"], env=env, capture_output=True, text=True)
+    assert done.returncode == 1 and done.stderr.startswith(f"error: {name}='fast'") and "Traceback" not in done.stderr
 
 
 def test_the_paths_are_the_projects_folders():

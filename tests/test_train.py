@@ -305,3 +305,10 @@ def test_fit_refuses_a_weight_decay_that_is_not_finite(small_splits):
     X, y = small_splits["train"][0][:64], small_splits["train"][1][:64]
     with pytest.raises(ValueError, match="weight_decay must be a finite number, 0 or more, not nan"):
         fit(DigitRecognitionCNN(), (X, y), num_epochs=1, weight_decay=float("nan"), progress=False)
+
+
+def test_weights_that_explode_without_a_validation_set_stop_training(small_splits):
+    # one batch, no validation set: no loss is ever measured after the step that blows the weights up
+    X, y = small_splits["train"][0][:64], small_splits["train"][1][:64]
+    with pytest.raises(FloatingPointError, match="the largest weight is .* the weights exploded"):
+        fit(DigitRecognitionCNN(), (X, y), num_epochs=1, batch_size=64, lr=1e9, progress=False)
