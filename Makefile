@@ -11,7 +11,7 @@ PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 # https://download.pytorch.org/whl/cpu for the CPU-only build (under 1 GB).
 TORCH_INDEX ?=
 
-.PHONY: setup data lab test test-oldest lint course bench bench-grading student assignments grade book clean
+.PHONY: setup data lab test test-oldest lint course bench bench-grading bad-input student assignments grade book clean
 
 setup: $(STAMP)  ## create .venv and install digitlab with its test, instructor, ONNX and book extras
 
@@ -52,6 +52,9 @@ course: data  ## execute every notebook in full mode, in place (the committed ou
 bench: data  ## training and inference benchmarks on this machine (benchmarks/RESULTS.md, INFERENCE.md)
 	$(PY) -m digitlab.bench
 	$(PY) -m digitlab.infer_bench
+
+bad-input: data  ## the bad-input probe: 160 cases of what a careless or hostile user hands every entry point (benchmarks/BAD_INPUT.md; as root)
+	$(PY) benchmarks/bad_input_probe.py
 
 bench-grading: data  ## the grading benchmark: a generated class graded before and now, 1 and 2 workers (benchmarks/GRADING.md)
 	$(PY) -m digitlab.grading_bench
