@@ -428,7 +428,7 @@ def test_a_hostile_submission_reaches_nothing_and_costs_only_itself(course, tmp_
     watched = [course / "source", course / "release", *[course / "submitted" / s for s in CLASS],
                PROJECT_DIR / "digitlab", PROJECT_DIR / "models", PROJECT_DIR / "results", PROJECT_DIR / "notebooks"]
     before = tree_digest(*watched)
-    options = grading.Options(workers=2, limits=sandbox.Limits(cell_seconds=20, seconds=600, memory_gb=4,
+    options = grading.Options(workers=2, limits=sandbox.Limits(cell_seconds=10, seconds=600, memory_gb=4,
                                                                  processes=256))
     (record,) = grading.grade(course, ARCHITECTURE, options, progress=False)  # the others are unchanged: kept
     server.close()
