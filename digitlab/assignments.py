@@ -46,14 +46,15 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 # Autograding drops the chapter's own check cells (they test the prose, not the student) and the chapter cells
 # its exercises do not need before it runs the notebook; `python -m digitlab.assignments grade` runs it in a
 # sandbox (DIGITLAB_SANDBOX=1), nbgrader's own autograde as nbgrader does.
-EXECUTE = ("digitlab.grading.SealedExecute" if os.environ.get("DIGITLAB_SANDBOX") == "1"
-           else "nbgrader.preprocessors.Execute")
+# Everything else is nbgrader's own list of autograde steps, whichever nbgrader version is installed.
+from nbgrader.converters import Autograde  # noqa: E402
+from nbgrader.preprocessors import Execute  # noqa: E402
+
+EXECUTE = "digitlab.grading.SealedExecute" if os.environ.get("DIGITLAB_SANDBOX") == "1" else Execute
 DROP = ["digitlab.grading.DropUngradedCells"] if os.environ.get("DIGITLAB_GRADING", "1") == "1" else []
 c.Autograde.autograde_preprocessors = [
-    *DROP, EXECUTE, "nbgrader.preprocessors.IgnorePattern",
-    "nbconvert.preprocessors.ClearMetadataPreprocessor", "nbgrader.preprocessors.LimitOutput",
-    "nbgrader.preprocessors.SaveAutoGrades", "nbgrader.preprocessors.AssignLatePenalties",
-    "nbgrader.preprocessors.CheckCellMetadata"]
+    *DROP, *(EXECUTE if step is Execute else step
+             for step in Autograde.class_traits()["autograde_preprocessors"].default())]
 # Feedback pages show the exercises only: the chapter's own cells ran in fast mode, so their numbers are not
 # the ones its prose (written for full mode) quotes.
 c.GenerateFeedback.preprocessors = ["nbgrader.preprocessors.GetGrades", "digitlab.assignments.ExercisesOnly",
