@@ -22,10 +22,7 @@ ARCHITECTURES = {"DigitRecognitionCNN": DigitRecognitionCNN}
 def save(net: nn.Module, path: str | Path, **meta) -> Path:
     """Write a checkpoint (architecture, its options, weights, `meta`) atomically to `path`."""
     state = {k: v.detach().cpu() for k, v in net.state_dict().items()}
-    if broken := not_finite(state):
-        raise DigitlabError(f"cannot save {path}: the network's weights are not finite numbers (NaN or infinity), "
-                            f"in {', '.join(broken[:3])}: its training diverged. Train it again, with a lower "
-                            "learning rate.")
+    check_finite(state, f"cannot save {path}")
     checkpoint = {"arch": type(net).__name__, "config": getattr(net, "config", {}), "state_dict": state, "meta": meta}
     buffer = io.BytesIO()   # written whole below, so that a full disk is a plain OSError, not torch's zip writer's
     torch.save(checkpoint, buffer)
@@ -34,9 +31,13 @@ def save(net: nn.Module, path: str | Path, **meta) -> Path:
     return Path(path)
 
 
-def not_finite(state_dict: dict[str, Tensor]) -> list[str]:
-    """The names of the weights and buffers that hold NaN or infinity."""
-    return [name for name, t in state_dict.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+def check_finite(state_dict: dict[str, Tensor], what: str) -> None:
+    """Refuse weights or buffers that hold NaN or infinity; `what` starts the message (the file, or the action)."""
+    broken = [name for name, t in state_dict.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:
+        raise DigitlabError(f"{what}: the network's weights are not finite numbers (NaN or infinity), in "
+                            f"{', '.join(broken[:3])}: its training diverged. Train it again, with a lower "
+                            "learning rate.")
 
 
 def load(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
@@ -74,10 +75,7 @@ def load(path: str | Path, device: str = "cpu") -> tuple[nn.Module, dict]:
     except RuntimeError as err:
         raise DigitlabError(f"{path} was saved from a different architecture than {arch}"
                             f"({config}):\n{err}") from err
-    if broken := not_finite(net.state_dict()):
-        raise DigitlabError(f"{path} holds weights that are not finite numbers (NaN or infinity), in "
-                            f"{', '.join(broken[:3])}: the training that wrote it diverged. Train it again, with "
-                            "a lower learning rate.")
+    check_finite(net.state_dict(), str(path))
     return net.to(device).eval(), checkpoint.get("meta", {})
 
 

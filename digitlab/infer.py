@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from digitlab.checkpoints import not_finite
+from digitlab.checkpoints import check_finite
 from digitlab.data import check_normalised, normalize
 from digitlab.errors import DigitlabError, NoDigitError, WrongTypeError, report_user_errors
 from digitlab.files import atomic_path
@@ -245,10 +245,7 @@ def _check_net(net, threads: int) -> None:
         raise WrongTypeError(f"expected a network (torch.nn.Module), not {type(net).__name__}.")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise DigitlabError(f"threads must be a whole number of at least 1, not {threads!r}.")
-    if broken := not_finite(net.state_dict()):
-        raise DigitlabError(f"the network's weights are not finite numbers (NaN or infinity), in "
-                            f"{', '.join(broken[:3])}: its training diverged. Train it again, with a lower learning "
-                            "rate.")
+    check_finite(net.state_dict(), "cannot predict with this network")
 
 
 def onnx_available() -> bool:
