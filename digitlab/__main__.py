@@ -1,8 +1,9 @@
-"""Command line: `python -m digitlab train|evaluate|data`."""
+"""Command line: `digitlab train|evaluate|data` (or `python -m digitlab ...`)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 
@@ -13,63 +14,75 @@ try:   # the settings are read when digitlab is imported: a bad one is one line 
 except DigitlabError as err:
     sys.exit(f"error: {err}")
 
-from digitlab.checkpoints import load, save
-from digitlab.config import SCHEDULES, RunConfig
+from digitlab.checkpoints import load, save, train_network
+from digitlab.config import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, RunConfig
 from digitlab.data import load_mnist, mnist_splits
 from digitlab.files import check_writable
-from digitlab.models import DigitRecognitionCNN
-from digitlab.train import PRECISIONS, evaluate, fit, get_device, set_seed
+from digitlab.train import check_seed, evaluate, get_device
+
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": list(SCHEDULES), "precision": ["auto", *PRECISIONS]}
+ALIASES = {"num_epochs": ["--epochs"]}   # shorter spellings of a few settings
+
+
+def add_settings(parser: argparse.ArgumentParser) -> None:
+    """One option per RunConfig setting, with its help; an option not given keeps the recipe's value."""
+    for f in dataclasses.fields(RunConfig):
+        kind = type(f.default) if f.default is not None else int
+        names = [f"--{f.name.replace('_', '-')}", *ALIASES.get(f.name, [])]
+        recipe_value = ", ".join(f"{name} {getattr(config, f.name)}" for name, config in RECIPES.items())
+        options = {"help": f"{f.metadata['help']} (recipes: {recipe_value})", "default": argparse.SUPPRESS,
+                   "dest": f.name}
+        if kind is bool:
+            parser.add_argument(*names, action=argparse.BooleanOptionalAction, **options)
+        else:
+            parser.add_argument(*names, type=kind, choices=CHOICES.get(f.name), **options)
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     """The command and its options (argparse exits with a usage message on a bad one)."""
-    parser = argparse.ArgumentParser(prog="python -m digitlab", description=__doc__)
+    parser = argparse.ArgumentParser(prog="digitlab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train the paper's CNN on MNIST and save a checkpoint")
-    t.add_argument("--epochs", type=int, default=2)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--batch-size", type=int, default=128)
-    t.add_argument("--schedule", default="onecycle", choices=list(SCHEDULES))
-    t.add_argument("--n-train", type=int, default=None, help="train on a stratified subset of this size")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", default="auto")
-    t.add_argument("--precision", default="auto", choices=["auto", *PRECISIONS],
-                   help="auto: bfloat16 on CPUs with bf16 units, else float32 (or $DIGITLAB_PRECISION)")
-    t.add_argument("--out", default="models/seed.pt")
+    t = sub.add_parser("train", help="train the paper's CNN and save a checkpoint",
+                       description="Train the paper's CNN on a recipe's images (MNIST's training split, plus typed "
+                                   "digits if it has them), validating on MNIST's fixed validation split, and save "
+                                   "a checkpoint. Every setting below changes the recipe's value.")
+    t.add_argument("--recipe", default="default", choices=list(RECIPES),
+                   help="the settings to start from: default (RunConfig's defaults), course (the course network, "
+                        "as course_model() trains it) or course-quick (the quick-mode course network)")
+    add_settings(t)
+    t.add_argument("--seed", type=int, default=0, help="the seed of the weights, batches and dropout (default 0)")
+    t.add_argument("--out", default="models/seed.pt", help="the checkpoint to write (default models/seed.pt)")
     e = sub.add_parser("evaluate", help="print a checkpoint's test accuracy")
-    e.add_argument("checkpoint")
-    e.add_argument("--device", default="auto")
+    e.add_argument("checkpoint", help="a checkpoint written by `digitlab train` or digitlab.save")
+    e.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     sub.add_parser("data", help="make sure MNIST is present and verified (downloads it if needed)")
     return parser.parse_args(argv)
 
 
+def run_config(args: argparse.Namespace) -> RunConfig:
+    """The recipe changed by the settings given on the command line."""
+    given = {name: getattr(args, name) for name in RunConfig.names("data", "model", "fit", "run") if name in args}
+    return RECIPES[args.recipe].replace(**given)
+
+
 def train(args: argparse.Namespace) -> int:
     """Train and save a checkpoint; settings and `--out` are checked before any data is loaded."""
-    config = RunConfig(n_train=args.n_train, num_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                       schedule=args.schedule)
-    if not 0 <= args.seed < 2**32:
-        raise DigitlabError(f"--seed must be a whole number from 0 to {2**32 - 1}, not {args.seed}.")
-    device = get_device(args.device)
+    config = run_config(args)
+    check_seed(args.seed)
+    device = get_device(config.device)
     check_writable(args.out)
-    set_seed(args.seed)
-    data = mnist_splits(n_train=config.n_train)
-    net = DigitRecognitionCNN(**config.settings("model"))
-    print(f"Training on {len(data['train'][1]):,} images for {config.num_epochs} epoch(s) on {device}")
+    n_images = (config.n_train or 55_000) + config.typed_digits
+    print(f"Training on {n_images:,} images for {config.num_epochs} epoch(s) on {device} ({args.recipe} recipe)")
     start = time.perf_counter()
-    history = fit(net, data["train"], data["val"], seed=args.seed, device=args.device, precision=args.precision,
-                  **config.settings("fit"))
+    net, history = train_network(config, args.seed)
     for i, epoch in enumerate(history["epoch"]):
         print(f"epoch {epoch}: train loss {history['train_loss'][i]:.4f}, "
               f"val accuracy {history['val_acc'][i]:.4f}, {history['seconds'][i]:.1f} s")
     run = history["run"]
     print(f"Training took {time.perf_counter() - start:.1f} s on {run['device']} in {run['precision']} "
           f"({run['cpu']}, {run['cpu_capability']}, {run['threads']} threads, torch {run['torch']})")
-    if len(history["epoch"]) < args.epochs:
-        print(f"Interrupted after {len(history['epoch'])} of {args.epochs} epoch(s): nothing saved, "
-              f"{args.out} is unchanged.", file=sys.stderr)
-        return 130
-    save(net, args.out, history=history, args=vars(args))
-    print(f"Saved {args.out}; test it with `python -m digitlab evaluate {args.out}`")
+    save(net, args.out, history=history, config=dict(config), seed=args.seed)
+    print(f"Saved {args.out}; test it with `digitlab evaluate {args.out}`")
     return 0
 
 
@@ -94,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run a command; a user error prints one line, `error: ...`, and returns 2 (1 for an OSError); bugs raise."""
+    """Run a command; a user error prints one line, `error: ...`, and returns 2 (1 for an OSError, 130 for Ctrl-C);
+    bugs raise."""
     args = parse(argv)
     return report_user_errors(lambda: run(args))
 

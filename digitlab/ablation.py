@@ -19,13 +19,15 @@ from tqdm.auto import tqdm
 
 from digitlab import config as run_config
 from digitlab import data, models, train
-from digitlab.config import RunConfig, training_set
+from digitlab.checkpoints import training_set
+from digitlab.config import RunConfig
 from digitlab.data import mnist_splits, stratified_split
-from digitlab.errors import DigitlabError
+from digitlab.errors import DigitlabError, MissingFileError
 from digitlab.files import locked, write_text
+from digitlab.measure import machine
 from digitlab.models import DigitRecognitionCNN
-from digitlab.settings import BUILD_DIR, FAST, GRADING, GRADING_IMAGES, RESULTS_DIR, machine
-from digitlab.train import evaluate, fit, set_seed
+from digitlab.settings import BUILD_DIR, FAST, GRADING, GRADING_IMAGES, RESULTS_DIR
+from digitlab.train import evaluate, fit, require_finished, set_seed
 
 RESULTS = RESULTS_DIR / "ablation.jsonl"
 # Notebook 04's exercises save fast-mode runs here, never in the full-mode grid (the grader sets DIGITLAB_RESULTS).
@@ -82,7 +84,7 @@ def one_at_a_time(base: RunConfig = PAPER, **factors) -> list[RunConfig]:
     return configs
 
 
-def label(config: RunConfig | dict, ref: RunConfig = PAPER, ref_name: str | None = None) -> str:
+def config_label(config: RunConfig | dict, ref: RunConfig = PAPER, ref_name: str | None = None) -> str:
     """A short name for `config` that lists how it differs from `ref` (`ref_name` if it does not)."""
     config, ref = make_config(config), make_config(ref)
     parts = []
@@ -116,27 +118,30 @@ def label(config: RunConfig | dict, ref: RunConfig = PAPER, ref_name: str | None
 
 
 # Names in digitlab.config, .data, .models and .train that a run never uses: editing them leaves results current.
-NOT_IN_A_RUN = {"RECIPE", "FAST_RECIPE", "lr_schedule", "predict", "predict_proba", "batched_logits", "_as_images",
-                "run_info", "count_parameters", "summary", "MNISTDataset",
-                # What refuses bad input and stops a diverged run: it decides whether a run happens, never its
-                # numbers, so making it stricter keeps the saved runs current.
-                "check_config", "check_settings", "one_of", "KINDS", "check_inputs", "check_normalised", "_check_fit",
-                "_check_progress", "DIVERGED_LOSS_RATIO", "CHANCE_ACC", "CHANCE_MIN_IMAGES", "idx_layout",
-                "MNISTFileError", "read_idx", "mnist_file", "_candidates", "_download", "_uncompressed", "_verify",
-                "check_seed", "check_split_sizes", "_check_weights", "MAX_WEIGHT",
+NOT_IN_A_RUN = {"RECIPE", "FAST_RECIPE", "RECIPES", "lr_schedule", "predict", "predict_proba", "batched_logits",
+                "as_images", "count_parameters", "summary", "MNISTDataset",
+                # What refuses bad input and stops a diverged or interrupted run: it decides whether a run happens,
+                # never its numbers, so making it stricter keeps the saved runs current.
+                "check_config", "check_device_name", "check_precision", "one_of", "KINDS", "check_inputs",
+                "check_normalised", "_check_fit", "_check_progress", "DIVERGED_LOSS_RATIO", "CHANCE_ACC",
+                "CHANCE_MIN_IMAGES", "idx_layout", "MNISTFileError", "mnist_file", "_candidates", "_download",
+                "_uncompressed", "_verify", "check_seed", "check_split_sizes", "_check_weights", "MAX_WEIGHT",
+                "require_finished",
                 # Where a run happens and in which precision: recorded in every record (RUN_FIELDS).
-                "get_device", "bf16_supported", "choose_precision"}
+                "get_device", "choose_precision", "DEVICE_TYPES", "PRECISIONS"}
 
 
 def code_version() -> str:
-    """A hash of the course's code that decides a run's numbers: config, data, model and training code, `run_one`.
+    """A hash of the course's code that decides a run's numbers: config, data, model and training code, and how
+    `run_one` loads its data and trains.
 
     The torch version, device, precision and CPU are recorded in each record, not hashed: a saved record
     stays current on any machine and any supported torch as long as the course's own code is unchanged.
-    The typed digits of a config with `typed_digits` come from `digitlab.foreign`, which is not hashed: the
+    The typed digits of a config with `typed_digits` come from `digitlab.non_mnist`, which is not hashed: the
     grids of the course use none.
     """
-    parts = [inspect.getsource(run_one), *(["grading mode"] if GRADING else [])]  # its runs see fewer images
+    parts = [inspect.getsource(f) for f in (run_one, load_data, training_set)]
+    parts += [f"N_VAL = {N_VAL}", f"N_TRAIN_EVAL = {N_TRAIN_EVAL}", *(["grading mode"] if GRADING else [])]
     for module in (run_config, data, models, train):
         for name, obj in sorted(vars(module).items()):
             if name in NOT_IN_A_RUN:
@@ -191,11 +196,10 @@ def run_one(config: dict, seed: int, splits: dict | None = None, device: str = "
     set_seed(seed)
     net = DigitRecognitionCNN(**config.settings("model"))
     start = time.perf_counter()
-    history = fit(net, splits["train"], splits["val_epoch"], seed=seed, device=device, precision=precision,
-                  progress=progress, **config.settings("fit"))
+    history = fit(net, splits["train"], splits["val_epoch"], config, seed=seed, device=device, precision=precision,
+                  progress=progress)
+    require_finished(history, "the run is not recorded")
     run = history.pop("run")
-    if len(history["epoch"]) < config.num_epochs:
-        raise KeyboardInterrupt("Training was interrupted; the run is not recorded.")
     final = {}
     for split, (X, y) in [("train", splits["train_eval"]), ("val", splits["val"]), ("test", splits["test"])]:
         final[f"{split}_loss"], final[f"{split}_acc"] = evaluate(net, X, y)
@@ -223,14 +227,14 @@ def load_records(path: str | Path) -> list[dict]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}, line {i}: not a JSON record ({err}). The file was edited by hand "
+            raise DigitlabError(f"{path}, line {i}: not a JSON record ({err}). The file was edited by hand "
                              "or corrupted: delete that line (its run will be redone) or the file.") from err
         if not isinstance(record, dict):
-            raise ValueError(f"{path}, line {i}: a JSON {type(record).__name__}, not a record; delete that line "
+            raise DigitlabError(f"{path}, line {i}: a JSON {type(record).__name__}, not a record; delete that line "
                              "(its run will be redone).")
         missing = RECORD_FIELDS - set(record)
         if missing:
-            raise ValueError(f"{path}, line {i}: a record without {sorted(missing)}; delete that line "
+            raise DigitlabError(f"{path}, line {i}: a record without {sorted(missing)}; delete that line "
                              "(its run will be redone).")
         records.append(record)
     return _collapse_duplicates(records, path)
@@ -252,14 +256,14 @@ def save_record(record: dict, path: str | Path) -> None:
     """
     missing = RECORD_FIELDS - set(record)
     if missing:
-        raise ValueError(f"a record without {sorted(missing)} cannot be saved in {path}: make records with run_one.")
+        raise DigitlabError(f"a record without {sorted(missing)} cannot be saved in {path}: make records with run_one.")
     with locked(path):
         kept = [r for r in load_records(path) if (r["key"], r["seed"]) != (record["key"], record["seed"])]
         lines = [json.dumps(r, sort_keys=True) for r in [*kept, record]]
         write_text(path, "\n".join(lines) + "\n")
 
 
-def find(records: list[dict], config: RunConfig, seed: int, code: str | None = None) -> dict | None:
+def find_record(records: list[dict], config: RunConfig, seed: int, code: str | None = None) -> dict | None:
     """The record of `config` and `seed` (made by code version `code` if given), or None."""
     config = make_config(config)
     for r in records:
@@ -277,36 +281,36 @@ def run_grid(configs: list[RunConfig], seeds: list[int], path: str | Path = RESU
     """
     configs = [make_config(c) for c in configs]
     code, saved = code_version(), load_records(path)
-    todo = [(c, s) for c in configs for s in seeds if find(saved, c, s, code) is None]
+    todo = [(c, s) for c in configs for s in seeds if find_record(saved, c, s, code) is None]
     if saved_only:
-        missing = [(label(c), s) for c, s in todo if find(saved, c, s) is None]
+        missing = [(config_label(c), s) for c, s in todo if find_record(saved, c, s) is None]
         if missing:
-            raise FileNotFoundError(f"{path} has no record of {len(missing)} run(s), e.g. {missing[:3]}. "
+            raise MissingFileError(f"{path} has no record of {len(missing)} run(s), e.g. {missing[:3]}. "
                                     "Run the grid without saved_only (full mode) to train them.")
         if todo:
             warnings.warn(f"{len(todo)} of the {len(configs) * len(seeds)} records in {path} come from another "
                           f"version of the code (now {code}); run the grid in full mode to refresh them.",
                           stacklevel=2)
-        return [find(saved, c, s, code) or find(saved, c, s) for c in configs for s in seeds]
+        return [find_record(saved, c, s, code) or find_record(saved, c, s) for c in configs for s in seeds]
     cache = {}
     bar = tqdm(todo, unit="run", disable=not progress or not todo)
     for config, seed in bar:
-        bar.set_description(f"{label(config)}, seed {seed}")
+        bar.set_description(f"{config_label(config)}, seed {seed}")
         data_settings = tuple(config.settings("data").values())
         if data_settings not in cache:
             cache = {data_settings: load_data(config)}
         save_record(run_one(config, seed, cache[data_settings], device=device, precision=precision), path)
     saved = load_records(path)
-    return [find(saved, c, s, code) for c in configs for s in seeds]
+    return [find_record(saved, c, s, code) for c in configs for s in seeds]
 
 
-def select(records: list[dict], config: RunConfig) -> list[dict]:
+def records_of(records: list[dict], config: RunConfig) -> list[dict]:
     """The records of one config (all its seeds)."""
     config = make_config(config)
     return [r for r in records if r["config"] == config]
 
 
-def mean(records: list[dict], metric: str) -> float:
+def mean_metric(records: list[dict], metric: str) -> float:
     """The mean of final `metric` over records."""
     return float(np.mean([r["final"][metric] for r in records]))
 
@@ -328,7 +332,7 @@ def summarize(records: list[dict], ref: RunConfig = PAPER, ref_name: str | None 
     refuse_duplicates(records)
     rows, order = {}, []
     for r in records:
-        name = label(r["config"], ref, ref_name)
+        name = config_label(r["config"], ref, ref_name)
         if name not in rows:
             rows[name], order = [], [*order, name]
         rows[name].append(r["final"])
@@ -348,12 +352,12 @@ def refuse_duplicates(records: list[dict]) -> None:
     for r in records:
         run = (make_config(r["config"]), r["seed"])
         if run in seen:
-            raise DigitlabError(f"the records hold seed {r['seed']} of {label(r['config'])!r} more than once; "
+            raise DigitlabError(f"the records hold seed {r['seed']} of {config_label(r['config'])!r} more than once; "
                                 "a mean over them would count that run twice. Pass each run once.")
         seen.add(run)
 
 
-def show(table: pd.DataFrame, metrics: tuple[str, ...] = ("train_acc", "val_acc", "gap", "test_acc")):
+def show_table(table: pd.DataFrame, metrics: tuple[str, ...] = ("train_acc", "val_acc", "gap", "test_acc")):
     """The summary as 'mean ± std' strings (accuracies and gaps in percent), for reading."""
     out = pd.DataFrame({"seeds": table["seeds"]})
     for m in metrics:
@@ -369,7 +373,7 @@ def plot_curves(records: list[dict], metric: str = "val_loss", ref: RunConfig = 
     ax = ax or plt.subplots(figsize=(6, 4))[1]
     groups = {}
     for r in records:
-        groups.setdefault(label(r["config"], ref, ref_name), []).append(r["history"][metric])
+        groups.setdefault(config_label(r["config"], ref, ref_name), []).append(r["history"][metric])
     for i, (name, curves) in enumerate(groups.items()):
         color = f"C{i % 10}"
         curves = np.array(curves)

@@ -8,13 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from digitlab.errors import DigitlabError, WrongTypeError
 from digitlab.models import eval_mode
-from digitlab.train import batched_logits
-
-
-def split_logits(net: nn.Module, X: Tensor, batch_size: int = 1000) -> Tensor:
-    """Logits [N, C] of `net` (in eval mode) for normalised inputs X [N, 1, 28, 28], on the CPU."""
-    return batched_logits(net, X, batch_size)
 
 
 def weights_digest(net: nn.Module, length: int = 12) -> str:
@@ -30,18 +25,18 @@ def weights_digest(net: nn.Module, length: int = 12) -> str:
 def _check_labels(y: Tensor, n: int, num_classes: int, name: str) -> None:
     """Raise a clear error unless `y` is n integer labels in [0, num_classes)."""
     if y.dim() != 1 or len(y) != n:
-        raise ValueError(f"{name} must be a 1-D tensor of {n} labels, got shape {list(y.shape)}.")
+        raise DigitlabError(f"{name} must be a 1-D tensor of {n} labels, got shape {list(y.shape)}.")
     if y.is_floating_point() or y.is_complex():
-        raise TypeError(f"{name} must hold integer class labels, not {y.dtype}.")
+        raise WrongTypeError(f"{name} must hold integer class labels, not {y.dtype}.")
     if n and (y.min() < 0 or y.max() >= num_classes):
-        raise ValueError(f"{name} must hold labels in 0..{num_classes - 1}; "
+        raise DigitlabError(f"{name} must hold labels in 0..{num_classes - 1}; "
                          f"found {y.min().item()}..{y.max().item()}.")
 
 
 def _check_probs(probs: Tensor, y: Tensor, name: str = "probs") -> None:
     """Raise a clear error unless `probs` is [N, C] scores for the N labels `y`."""
     if probs.dim() != 2 or len(probs) != len(y):
-        raise ValueError(f"{name} must be [N, classes] with N = {len(y)} (one row per label), "
+        raise DigitlabError(f"{name} must be [N, classes] with N = {len(y)} (one row per label), "
                          f"got shape {list(probs.shape)}.")
     _check_labels(y, len(probs), probs.shape[1], "y")
 
@@ -111,7 +106,7 @@ def reliability(probs: Tensor, y: Tensor, n_bins: int = 15) -> dict[str, Tensor]
     """Reliability diagram data: per confidence bin (lo, hi], its count, mean confidence and accuracy."""
     _check_probs(probs, y)
     if n_bins < 1:
-        raise ValueError(f"n_bins must be at least 1, not {n_bins}.")
+        raise DigitlabError(f"n_bins must be at least 1, not {n_bins}.")
     confidence, predicted = probs.double().max(1)
     correct = (predicted == y).double()
     edges = torch.arange(n_bins + 1, dtype=torch.float64) / n_bins
@@ -135,9 +130,9 @@ def fit_temperature(logits: Tensor, y: Tensor, max_iter: int = 100) -> float:
     _check_probs(logits, y, "logits")
     logits = logits.detach().double()
     if (logits.argmax(1) == y).all():
-        raise ValueError("Every prediction in the fitting set is right, so the cross-entropy keeps falling as T -> 0 "
-                         "and there is no best temperature. Fit on more data, one that holds some mistakes "
-                         "(the whole validation split).")
+        raise DigitlabError("Every prediction in the fitting set is right, so the cross-entropy keeps falling as "
+                            "T -> 0 and there is no best temperature. Fit on more data, one that holds some mistakes "
+                            "(the whole validation split).")
     log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)  # optimise log T so that T stays positive
     opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=max_iter, line_search_fn="strong_wolfe")
 

@@ -121,7 +121,7 @@ def build_course(course_dir: str | Path = COURSE_DIR, notebooks: list[Path] | No
     course_dir = Path(course_dir).resolve()
     notebooks = notebooks if notebooks is not None else graded_notebooks()
     if not notebooks:
-        raise ValueError("No notebook with graded exercises to build a course from.")
+        raise DigitlabError("No notebook with graded exercises to build a course from.")
     for step in STEPS:
         (course_dir / step).mkdir(parents=True, exist_ok=True)
     write_text(course_dir / "nbgrader_config.py", config_text())

@@ -6,8 +6,7 @@
 - `one_epoch`, `short`, `best`: each recipe of RECIPES trained with 3 seeds, its mean test accuracy judged against
   TARGETS (99.0% after 1 epoch, 99.5% within 8 epochs, 99.6% within 30 epochs).
 It writes benchmarks/RESULTS.md and RESULTS.json after every part, so `--parts` can measure some parts now and the
-rest later (or after an interruption); parts measured on another machine are dropped. The four parts took 85
-minutes on a 2-core AMD EPYC CPU, an hour of it the 30-epoch recipe.
+rest later (or after an interruption); parts measured on another machine are dropped.
 `python -m digitlab.bench --smoke` runs a tiny version in seconds (what CI runs).
 """
 
@@ -26,23 +25,15 @@ from digitlab.config import RunConfig
 from digitlab.data import mnist_splits
 from digitlab.errors import DigitlabError, report_user_errors
 from digitlab.files import write_text
-from digitlab.infer_bench import multiply_adds
+from digitlab.measure import PEAK_ROUNDS, machine, multiply_adds, peak_gflops, peak_share, run_record
 from digitlab.models import DigitRecognitionCNN
-from digitlab.settings import BENCHMARKS_DIR, PROJECT_DIR, machine
-from digitlab.speed import (
-    PEAK_ROUNDS,
-    digitlab_images_per_second,
-    peak_gflops,
-    peak_share,
-    reference_loader,
-    reference_train,
-)
+from digitlab.settings import BENCHMARKS_DIR, PROJECT_DIR
+from digitlab.speed import digitlab_images_per_second, reference_loader, reference_train
 from digitlab.train import (
     choose_precision,
     evaluate,
     fit,
     get_device,
-    run_info,
     set_seed,
 )
 
@@ -51,12 +42,7 @@ RESULTS_JSON = BENCHMARKS_DIR / "RESULTS.json"  # the same results, for reading 
 SEEDS = (0, 1, 2)
 PARTS = ("speed", "one_epoch", "short", "best")
 # The epoch targets: the mean test accuracy of SEEDS that each recipe must reach. The recipes train the paper's
-# network, unchanged, with `fit` and the one-cycle schedule. The one-epoch recipe is the best, on the validation
-# set, of a search over batch size (16-128), peak learning rate, optimizer (Adam, SGD), label smoothing and
-# augmentation on a 2-core AMD EPYC (AVX2) CPU; the longer ones keep its lessons (small batches, augmentation,
-# label smoothing). At 8 epochs no alternative tried did better by more than seed noise: peak 3e-3 or label
-# smoothing 0.05 on that CPU (judged on the validation set), batch 128, stronger augmentation or an average of
-# the weights (EMA) on a GPU.
+# network, unchanged, with `fit` and the one-cycle schedule (benchmarks/README.md says how they were chosen).
 TARGETS = {"one_epoch": 0.990, "short": 0.995, "best": 0.996}
 RECIPES = {
     "one_epoch": RunConfig(num_epochs=1, batch_size=32, lr=6e-3, augment=True, label_smoothing=0.1),
@@ -70,9 +56,9 @@ TRAIN_FLOP_PER_MULTIPLY_ADD = 3 * 2
 
 
 def setup() -> dict[str, str]:
-    """This machine (`settings.machine()`), the training device and fit's default precision on it."""
+    """This machine (`measure.machine()`), the training device and fit's default precision on it."""
     device = get_device()
-    return {**machine(), **{k: str(v) for k, v in run_info(device, choose_precision("auto", device)).items()}}
+    return {**machine(), **{k: str(v) for k, v in run_record(device, choose_precision("auto", device)).items()}}
 
 
 def train_runs(data: dict, recipe: RunConfig, seeds=SEEDS) -> list[dict[str, float]]:
@@ -82,7 +68,7 @@ def train_runs(data: dict, recipe: RunConfig, seeds=SEEDS) -> list[dict[str, flo
     for seed in seeds:
         set_seed(seed)
         net = DigitRecognitionCNN(**recipe.settings("model"))
-        history = fit(net, data["train"], seed=seed, progress=False, **recipe.settings("fit"))
+        history = fit(net, data["train"], None, recipe, seed=seed, progress=False)
         runs.append({"seed": seed, "seconds": sum(history["seconds"]),
                      "test_acc": evaluate(net, *data["test"])[1]})
     return runs

@@ -8,13 +8,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from digitlab.config import FAST_RECIPE, RECIPE, RunConfig, training_set
+from digitlab.config import FAST_RECIPE, RECIPE, RunConfig
 from digitlab.data import mnist_splits
 from digitlab.errors import DigitlabError, MissingFileError
 from digitlab.files import atomic_path, check_writable
 from digitlab.models import DigitRecognitionCNN
+from digitlab.non_mnist import typed_digits
 from digitlab.settings import MODELS_DIR
-from digitlab.train import fit, get_device, set_seed
+from digitlab.train import fit, get_device, require_finished, set_seed
 
 ARCHITECTURES = {"DigitRecognitionCNN": DigitRecognitionCNN}
 
@@ -107,15 +108,15 @@ HISTORY_KEYS = {"epoch", "train_loss", "train_acc", "val_loss", "val_acc"}   # p
 
 
 def load_or_train(name: str, config: RunConfig, seed: int = 0, models_dir: str | Path = MODELS_DIR,
-                  device: str = "auto", progress: bool = True) -> tuple[nn.Module, dict]:
+                  progress: bool = True) -> tuple[nn.Module, dict]:
     """Load the network trained with exactly `config` and `seed` from `models_dir`, or train and save it.
 
-    It trains on `training_set(config)` and validates on MNIST's fixed validation split. Ctrl-C during training
-    raises KeyboardInterrupt: a half-trained network is neither saved nor returned.
+    It trains as `train_network` does, on `config`'s device. Ctrl-C during training raises TrainingInterrupted:
+    a half-trained network is neither saved nor returned.
     """
     path = checkpoint_path(name, config, seed, models_dir)
     if path.exists():
-        net, meta = load(path, device=str(get_device(device)))
+        net, meta = load(path, device=str(get_device(config.device)))
         history = meta.get("history")
         if not isinstance(history, dict) or not HISTORY_KEYS <= set(history) or \
                 any(len(history[k]) != config.num_epochs for k in HISTORY_KEYS):
@@ -123,16 +124,27 @@ def load_or_train(name: str, config: RunConfig, seed: int = 0, models_dir: str |
                                 "was not written by load_or_train. Delete it, and it will be trained again.")
         return net, history
     check_writable(path)
+    net, history = train_network(config, seed, progress)
+    save(net, path, history=history, config=dict(config), seed=seed)
+    return net, history
+
+
+def training_set(config: RunConfig, splits: dict | None = None) -> tuple[Tensor, Tensor]:
+    """The images and labels `config` trains on: its MNIST training images (from `splits` if given), then its
+    typed digits."""
+    X, y = (splits or mnist_splits(n_train=config.n_train))["train"]
+    X_typed, y_typed = typed_digits(config.typed_digits)
+    return torch.cat([X, X_typed]), torch.cat([y, y_typed])
+
+
+def train_network(config: RunConfig, seed: int = 0, progress: bool = True) -> tuple[nn.Module, dict]:
+    """The paper's network trained with `config` and `seed` on `training_set(config)`, validated on MNIST's fixed
+    validation split after every epoch; raises TrainingInterrupted if training was stopped."""
     set_seed(seed)
     splits = mnist_splits(n_train=config.n_train)  # the fixed split, whatever the training seed
     net = DigitRecognitionCNN(**config.settings("model"))
-    history = fit(net, training_set(config, splits), splits["val"], seed=seed, device=device, progress=progress,
-                  **config.settings("fit"))
-    done = len(history["epoch"])
-    if done < config.num_epochs:   # Ctrl-C: fit kept what it had, which must not pass for the finished network
-        raise KeyboardInterrupt(f"training stopped after {done} of {config.num_epochs} epochs; nothing was saved. "
-                                "Run it again to train from the start.")
-    save(net, path, history=history, config=dict(config), seed=seed)
+    history = fit(net, training_set(config, splits), splits["val"], config, seed=seed, progress=progress)
+    require_finished(history, "nothing was saved")
     return net, history
 
 

@@ -51,9 +51,11 @@ def _uncompressed(path: Path) -> bytes:
         raise MNISTFileError(f"{path}: cannot read it ({err}). Delete it and load again.") from err
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Parse one IDX file (gzipped or not) into a uint8 array, checking its header and size."""
-    return parse_idx(_uncompressed(Path(path)), name=str(path))
+def read_idx(path: str | Path) -> tuple[np.ndarray, str]:
+    """Parse one IDX file (gzipped or not) into a uint8 array, checking its header and size; with the MD5 of its
+    uncompressed bytes."""
+    data = _uncompressed(Path(path))
+    return parse_idx(data, name=str(path)), hashlib.md5(data).hexdigest()
 
 
 def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
@@ -94,9 +96,7 @@ def _candidates(stem: str) -> list[Path]:
 
 def _verify(path: Path, stem: str) -> np.ndarray:
     """Read `path` and check that it is the original MNIST file `stem`."""
-    data = _uncompressed(path)
-    array = parse_idx(data, name=str(path))
-    digest = hashlib.md5(data).hexdigest()
+    array, digest = read_idx(path)
     if digest != MD5[stem]:
         raise MNISTFileError(
             f"{path}: MD5 {digest} does not match the published {MD5[stem]} for {stem}: "
@@ -144,7 +144,7 @@ def mnist_file(stem: str, download: bool = True) -> np.ndarray:
 def load_mnist(split: str = "train", download: bool = True) -> tuple[Tensor, Tensor]:
     """Load an MNIST split: uint8 images [N, 28, 28] and int64 labels [N]."""
     if split not in FILES:
-        raise ValueError(f"split must be 'train' or 'test', not {split!r}.")
+        raise DigitlabError(f"split must be 'train' or 'test', not {split!r}.")
     images, labels = (mnist_file(stem, download) for stem in FILES[split])
     n = SIZES[split]
     if images.shape != (n, 28, 28) or labels.shape != (n,):
@@ -188,6 +188,36 @@ def check_inputs(X: Tensor, y: Tensor, name: str = "inputs") -> None:
         raise DigitlabError(f"{name}: labels must be digits 0-9; these range from {lo} to {hi}.")
 
 
+def as_images(images) -> Tensor:
+    """Check raw images and return them as float pixels in [0, 1], shaped [N, 28, 28]."""
+    if isinstance(images, np.ndarray):
+        images = torch.from_numpy(images)
+    if not isinstance(images, Tensor):
+        raise WrongTypeError(f"images must be a torch.Tensor or numpy array, not {type(images).__name__}.")
+    shape = tuple(images.shape)
+    if images.dim() == 4 and shape[1] == 1:
+        images = images[:, 0]
+    elif images.dim() == 2:
+        images = images[None]
+    if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28) or len(images) == 0:
+        raise DigitlabError(
+            f"images must be 28x28 pixels shaped [28, 28], [N, 28, 28] or [N, 1, 28, 28]; got {list(shape)}. "
+            "For a picture of another size use digitlab.preprocess.to_mnist.")
+    if images.dtype == torch.uint8:
+        return images.float() / 255
+    if not images.is_floating_point():
+        raise WrongTypeError(f"images must hold uint8 pixels (0-255) or floats in [0, 1], not {images.dtype}.")
+    images = images.float()
+    if not torch.isfinite(images).all():
+        raise DigitlabError("images contain NaN or infinite values.")
+    lo, hi = images.min().item(), images.max().item()
+    if lo < 0 or hi > 1:
+        raise DigitlabError(
+            f"float images must hold pixel values in [0, 1]; these range from {lo:.3g} to {hi:.3g}. "
+            "Pass raw pixels (uint8 0-255, or floats divided by 255), not normalised ones.")
+    return images
+
+
 def check_normalised(X: Tensor, name: str = "inputs") -> None:
     """Refuse raw pixels (uint8, or floats in [0, 1] or [0, 255]) where normalised inputs are expected."""
     if not X.is_floating_point():
@@ -203,7 +233,7 @@ def check_normalised(X: Tensor, name: str = "inputs") -> None:
 def stratified_split(y: Tensor, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Split indices of `y` into (rest, chosen) with `n` chosen, class proportions kept."""
     if not 0 < n < len(y):
-        raise ValueError(f"n must be between 1 and {len(y) - 1}, not {n}.")
+        raise DigitlabError(f"n must be between 1 and {len(y) - 1}, not {n}.")
     g = torch.Generator().manual_seed(seed)
     counts = torch.bincount(y)
     share = counts.double() * n / len(y)
@@ -266,7 +296,7 @@ class Batches:
     def __init__(self, X: Tensor, y: Tensor, batch_size: int, shuffle: bool = False,
                  augment: bool = False, seed: int = 0):
         if len(X) != len(y):
-            raise ValueError(f"X has {len(X)} items but y has {len(y)}.")
+            raise DigitlabError(f"X has {len(X)} items but y has {len(y)}.")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
             raise DigitlabError(f"batch_size must be a whole number of at least 1, not {batch_size!r}.")
         self.X, self.y, self.batch_size = X, y, batch_size

@@ -26,6 +26,10 @@ class NoDigitError(DigitlabError):
     """A picture holds no digit (blank, a speck, noise) or more than one."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was stopped (Ctrl-C) before its last epoch, so its network is not the one asked for."""
+
+
 def report_user_errors(command: Callable[[], int | None]) -> int:
     """Run a command-line command: a user error prints `error: ...` and gives 2 (1 for an OSError); bugs raise."""
     try:
@@ -36,6 +40,6 @@ def report_user_errors(command: Callable[[], int | None]) -> int:
     except OSError as err:  # the machine's, not the code's: a full disk, a folder one may not write
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("Interrupted: nothing saved.", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print(f"Interrupted: {err or 'nothing saved.'}", file=sys.stderr)
         return 130

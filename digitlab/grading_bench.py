@@ -24,7 +24,8 @@ import nbformat
 from digitlab import assignments, grading, sandbox
 from digitlab.errors import report_user_errors
 from digitlab.files import write_text
-from digitlab.settings import BENCHMARKS_DIR, BUILD_DIR, PROJECT_DIR, machine
+from digitlab.measure import machine
+from digitlab.settings import BENCHMARKS_DIR, BUILD_DIR, PROJECT_DIR
 
 REPORT = BENCHMARKS_DIR / "GRADING.md"
 KINDS = ("model", "odd-wrong", "even-wrong", "blank")  # cycled through for each assignment's submissions

@@ -23,11 +23,10 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from digitlab.checkpoints import check_finite
-from digitlab.data import check_normalised, normalize
-from digitlab.errors import DigitlabError, NoDigitError, WrongTypeError, report_user_errors
+from digitlab.data import as_images, check_normalised, normalize
+from digitlab.errors import DigitlabError, MissingFileError, NoDigitError, WrongTypeError, report_user_errors
 from digitlab.files import atomic_path
-from digitlab.settings import cpu_flags
-from digitlab.train import _as_images
+from digitlab.measure import cpu_flags, torch_threads
 
 # The backends: ways to run a network, fastest-to-set-up first. `eager` is the reference every other
 # backend is compared with; the onnxruntime backends need the optional `onnx` extra.
@@ -118,7 +117,7 @@ def load_exported(path: str | Path, threads: int = 1) -> Runner:
     """Run a file written by `export_torchscript` (.pt) or `export_onnx` (.onnx): normalised inputs -> logits."""
     path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"No exported model at {path}; write one with export_torchscript or export_onnx.")
+        raise MissingFileError(f"No exported model at {path}; write one with export_torchscript or export_onnx.")
     if path.suffix == ".onnx":
         return onnx_runner(path, threads)
     with warnings.catch_warnings():
@@ -219,7 +218,7 @@ def make_runner(net: nn.Module, backend: str, threads: int = 1, calibration: Ten
     if backend == "int8-dynamic":
         return _torch_runner(quantize_dynamic_int8(net))
     if backend in ("int8-static", "onnxruntime-int8") and calibration is None:
-        raise ValueError(f"backend {backend!r} needs calibration inputs: pass calibration=X[:1000] "
+        raise DigitlabError(f"backend {backend!r} needs calibration inputs: pass calibration=X[:1000] "
                          "(normalised training images).")
     if backend == "int8-static":
         return _torch_runner(quantize_static_int8(net, calibration))
@@ -230,7 +229,7 @@ def make_runner(net: nn.Module, backend: str, threads: int = 1, calibration: Ten
             if backend == "onnxruntime-int8":
                 onnx_file = quantize_onnx_int8(onnx_file, Path(tmp) / "net-int8.onnx", calibration)
             return onnx_runner(onnx_file, threads)
-    raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; not {backend!r}.")
+    raise DigitlabError(f"backend must be one of {', '.join(BACKENDS)}; not {backend!r}.")
 
 
 def _check_net(net, threads: int) -> None:
@@ -314,7 +313,7 @@ class Predictor:
         """Logits [N, 10] for raw images (uint8 0-255 or float 0-1, [28, 28] or [N, 28, 28])."""
         # ONNX Runtime's session has its own thread count; changing PyTorch's costs up to 10 ms in older torch
         threads = contextlib.nullcontext() if self.backend.startswith("onnxruntime") else torch_threads(self.threads)
-        X = _as_images(images)
+        X = as_images(images)
         check_digits(X)
         with threads:
             return self.run(normalize(X))
@@ -329,20 +328,6 @@ class Predictor:
 
     def __repr__(self) -> str:
         return f"Predictor(backend={self.backend!r}, threads={self.threads})"
-
-
-@contextlib.contextmanager
-def torch_threads(n: int):
-    """Run PyTorch's CPU kernels with `n` threads inside the block, then restore the setting."""
-    before = torch.get_num_threads()
-    if n == before:  # nothing to change (setting it is not free in every torch version)
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def main(argv: list[str] | None = None) -> None:

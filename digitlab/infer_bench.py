@@ -7,7 +7,6 @@ writes benchmarks/INFERENCE.md; `--smoke` runs a tiny version of it.
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 import time
 from pathlib import Path
@@ -16,64 +15,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from digitlab.errors import report_user_errors
+from digitlab.errors import DigitlabError, report_user_errors
 from digitlab.files import write_text
-from digitlab.infer import BACKENDS, INT8_TOLERANCE, Runner, make_runner, torch_threads
-from digitlab.settings import BENCHMARKS_DIR, machine
+from digitlab.infer import BACKENDS, INT8_TOLERANCE, Runner, make_runner
+from digitlab.measure import call_times, describe, machine, torch_threads
+from digitlab.settings import BENCHMARKS_DIR
 
 REPORT = BENCHMARKS_DIR / "INFERENCE.md"
 # The course's inference targets: p50 latency for one image (ms), batch throughput (images/s), and the accuracy a
 # backend may lose against eager PyTorch (points; the tolerance `Predictor` allows int8).
 TARGETS = {"latency": 0.1, "throughput": 20_000, "accuracy": 100 * INT8_TOLERANCE}
-
-
-def describe(info: dict[str, str]) -> str:
-    """`settings.machine()` in one line: CPU, cores, vector instructions, then the library versions."""
-    parts = [f"{info['cpu']}, {info['cores']} cores, {info['cpu_capability']}", f"Python {info['python']}",
-             f"torch {info['torch']}"]
-    return "; ".join(parts + ([f"onnxruntime {info['onnxruntime']}"] if "onnxruntime" in info else []))
-
-
-def multiply_adds(net: nn.Module) -> int:
-    """Multiply-adds of the conv and linear layers for one 28x28 image (the arithmetic a CPU must do)."""
-    total = 0
-
-    def count(module, inputs, output):
-        nonlocal total
-        if isinstance(module, nn.Conv2d):
-            per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-            total += output[0].numel() * per_output
-        elif isinstance(module, nn.Linear):
-            total += module.in_features * module.out_features
-
-    net = copy.deepcopy(net).cpu().eval()
-    for m in net.modules():
-        m.register_forward_hook(count)
-    with torch.inference_mode():
-        net(torch.zeros(1, 1, 28, 28))
-    return total
-
-
-def matmul_gflops(threads: int | None = None, n: int = 1024, repeats: int = 20) -> float:
-    """Float32 matrix-multiply speed of this CPU in GFLOP/s: a practical ceiling for a network's arithmetic."""
-    A = torch.randn(n, n)
-    with torch_threads(threads or torch.get_num_threads()), torch.inference_mode():
-        A @ A
-        start = time.perf_counter()
-        for _ in range(repeats):
-            A @ A
-        seconds = time.perf_counter() - start
-    return 2 * n ** 3 * repeats / seconds / 1e9
-
-
-def call_times(run: Runner, x, n: int) -> list[float]:
-    """Wall times in seconds of `n` calls of `run(x)`, one by one."""
-    times = []
-    for _ in range(n):
-        start = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def latency_ms(run: Runner, x: Tensor, repeats: int = 2000, warmup: int = 100) -> tuple[float, float]:
@@ -99,7 +50,7 @@ def benchmark(net: nn.Module, test: tuple[Tensor, Tensor], calibration: Tensor, 
     """
     threads = threads or torch.get_num_threads()
     if backends[0] != "eager":
-        raise ValueError("the first backend must be 'eager', the reference the others are compared with.")
+        raise DigitlabError("the first backend must be 'eager', the reference the others are compared with.")
     X, y = test
     one = X[:1].clone()
     batches = [X[i: i + batch_size].contiguous() for i in range(0, len(X), batch_size)]

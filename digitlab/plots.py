@@ -8,6 +8,8 @@ from cycler import cycler
 from matplotlib.ticker import MaxNLocator
 from torch import Tensor
 
+from digitlab.errors import DigitlabError
+
 # A colour-blind-safe palette (seaborn's "colorblind", after Okabe and Ito) used by every figure of the course.
 PALETTE = ["#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#fbafe4", "#949494", "#ece133",
            "#56b4e9"]
@@ -33,14 +35,14 @@ def _as_grid_images(X) -> np.ndarray:
     if X.ndim == 2:
         X = X[None]
     if X.ndim != 3 or len(X) == 0:
-        raise ValueError(f"images must be shaped [N, H, W] or [N, 1, H, W] with N >= 1; got {list(X.shape)}.")
+        raise DigitlabError(f"images must be shaped [N, H, W] or [N, 1, H, W] with N >= 1; got {list(X.shape)}.")
     return X.astype(np.float32)
 
 
 def _grid(n: int, titles, ncols: int, scale: float):
     """A figure with one axis (no frame) per item, in rows of `ncols`; checks there is one title per item."""
     if titles is not None and len(titles) != n:
-        raise ValueError(f"got {n} images but {len(titles)} titles: give one title per image.")
+        raise DigitlabError(f"got {n} images but {len(titles)} titles: give one title per image.")
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.2 * ncols * scale, 1.3 * nrows * scale), squeeze=False)
@@ -82,7 +84,7 @@ def plot_history(history: dict, axes=None) -> np.ndarray:
     """Loss and accuracy per epoch, train and validation, from a `fit` history; return the two axes."""
     missing = {"epoch", "train_loss", "val_loss", "train_acc", "val_acc"} - history.keys()
     if missing:
-        raise ValueError(f"history lacks {sorted(missing)}: pass the dict that digitlab.fit returns.")
+        raise DigitlabError(f"history lacks {sorted(missing)}: pass the dict that digitlab.fit returns.")
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     epochs = history["epoch"]
@@ -113,7 +115,7 @@ def plot_effects(table, xlabel: str = "difference", ax=None, title: str | None =
     table = pd.DataFrame(table).T if isinstance(table, dict) else table
     missing = {"mean", "low", "high"} - set(table.columns)
     if missing:
-        raise ValueError(f"table lacks the columns {sorted(missing)}: one row per effect with mean, low and high.")
+        raise DigitlabError(f"table lacks the columns {sorted(missing)}: one row per effect with mean, low and high.")
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.2))
     rows = np.arange(len(table))
@@ -142,7 +144,7 @@ def plot_embedding(Z, y, ax=None, size: float = 2.0, title: str | None = None):
     Z = Z.detach().cpu().numpy() if isinstance(Z, Tensor) else np.asarray(Z)
     y = y.detach().cpu().numpy() if isinstance(y, Tensor) else np.asarray(y)
     if Z.ndim != 2 or Z.shape[1] != 2 or len(Z) != len(y):
-        raise ValueError(f"Z must be [N, 2] with one label per row; got Z {list(Z.shape)} and {len(y)} labels.")
+        raise DigitlabError(f"Z must be [N, 2] with one label per row; got Z {list(Z.shape)} and {len(y)} labels.")
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 6))
     for c in np.unique(y):
@@ -198,7 +200,7 @@ def plot_mistakes(X, probs: Tensor, y: Tensor, indices, ncols: int = 6, suptitle
     X = _as_grid_images(X)
     indices = [int(i) for i in indices]
     if not indices:
-        raise ValueError("no indices to show: the selection is empty.")
+        raise DigitlabError("no indices to show: the selection is empty.")
     ncols = max(1, min(ncols, len(indices)))
     nrows = -(-len(indices) // ncols)
     fig, axes = plt.subplots(2 * nrows, ncols, figsize=(1.5 * ncols, 2.4 * nrows), squeeze=False,
@@ -298,18 +300,15 @@ def plot_preprocess_steps(steps: dict, probs: Tensor | None = None):
     return fig
 
 
-def plot_benchmark(rows: list[dict], targets: dict[str, float] | None = None):
-    """Single-image p50 latency and batch throughput of each inference path, with the targets (those of
-    `infer_bench.TARGETS` unless given); return the axes.
+def plot_benchmark(rows: list[dict], targets: dict[str, float]):
+    """Single-image p50 latency and batch throughput of each inference path, with the targets (such as
+    `infer_bench.TARGETS`); return the axes.
 
     Bars are labelled with their values (e.g. "0.150 ms", "5,460"); the legend sits below the panels,
     clear of the bars."""
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    from digitlab.infer_bench import TARGETS
-
-    targets = targets or TARGETS
     p50_target_ms, throughput_target = targets["latency"], targets["throughput"]
 
     rows = [r for r in rows if "skipped" not in r]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from digitlab.errors import DigitlabError, NoDigitError
+from digitlab.errors import DigitlabError, MissingFileError, NoDigitError, WrongTypeError
 
 # MNIST's recipe: the digit's bounding box is scaled to fit 20x20 pixels (keeping its aspect
 # ratio), then the digit is placed in a 28x28 frame with its centre of mass at pixel (14, 14).
@@ -54,7 +54,7 @@ def as_grayscale(image) -> np.ndarray:
     if isinstance(image, Tensor):
         image = image.detach().cpu().numpy()
     if not isinstance(image, np.ndarray):
-        raise TypeError(f"image must be a PIL image, file path, numpy array or torch tensor, "
+        raise WrongTypeError(f"image must be a PIL image, file path, numpy array or torch tensor, "
                         f"not {type(image).__name__}.")
     x = image
     if x.ndim == 3 and x.shape[0] in (1, 3, 4) and x.shape[-1] not in (1, 3, 4):
@@ -62,9 +62,10 @@ def as_grayscale(image) -> np.ndarray:
     if x.ndim == 3 and x.shape[-1] == 1:
         x = x[..., 0]
     if not (x.ndim == 2 or (x.ndim == 3 and x.shape[-1] in (3, 4))):
-        raise ValueError(f"image must be gray [H, W], RGB [H, W, 3] or RGBA [H, W, 4]; got shape {list(image.shape)}.")
+        raise DigitlabError(f"image must be gray [H, W], RGB [H, W, 3] or RGBA [H, W, 4]; "
+                            f"got shape {list(image.shape)}.")
     if min(x.shape[:2]) < 2:
-        raise ValueError(f"image is too small to hold a digit: {x.shape[1]}x{x.shape[0]} pixels.")
+        raise DigitlabError(f"image is too small to hold a digit: {x.shape[1]}x{x.shape[0]} pixels.")
     if x.dtype == np.uint8:
         x = x.astype(np.float32) / 255
     elif x.dtype == np.bool_:
@@ -72,12 +73,12 @@ def as_grayscale(image) -> np.ndarray:
     elif np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float32)
         if not np.isfinite(x).all():
-            raise ValueError("image contains NaN or infinite values.")
+            raise DigitlabError("image contains NaN or infinite values.")
         if x.min() < 0 or x.max() > 1:
-            raise ValueError(f"float images must hold values in [0, 1]; this one ranges from {x.min():.3g} "
+            raise DigitlabError(f"float images must hold values in [0, 1]; this one ranges from {x.min():.3g} "
                              f"to {x.max():.3g}. Divide 0-255 pixels by 255.")
     else:
-        raise TypeError(f"image pixels must be uint8 (0-255), bool or float (0-1), not {x.dtype}.")
+        raise WrongTypeError(f"image pixels must be uint8 (0-255), bool or float (0-1), not {x.dtype}.")
     if x.ndim == 3:
         gray = x[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
         if x.shape[-1] == 4:  # transparent pixels are background: lay the picture on white paper
@@ -123,9 +124,9 @@ def _open(path: str | Path):
             im.load()
             return im
     except FileNotFoundError:
-        raise FileNotFoundError(f"No image file at {path}.") from None
+        raise MissingFileError(f"No image file at {path}.") from None
     except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"{path} is not an image file PIL can read ({err}).") from err
+        raise DigitlabError(f"{path} is not an image file PIL can read ({err}).") from err
 
 
 def border(x: np.ndarray) -> np.ndarray:

@@ -1,10 +1,8 @@
-"""Where the course keeps its files, whether it runs in quick mode, and which machine it runs on."""
+"""Where the course keeps its files, and whether it runs in quick mode or grading mode (from the environment)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import platform
 from pathlib import Path
 
 from digitlab.errors import DigitlabError
@@ -37,42 +35,3 @@ FAST = switch("DIGITLAB_FAST")
 # the same answers earn the same points; such runs never count as runs of full or quick mode (ablation.code_version).
 GRADING = switch("DIGITLAB_GRADING")
 GRADING_IMAGES = 2000
-
-
-def cpu_name() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def cpu_capability() -> str:
-    """The vector instruction set PyTorch's CPU kernels use here: AVX2, AVX512, NO AVX, ... (CPU kernels differ)."""
-    import torch
-
-    return torch.backends.cpu.get_cpu_capability()
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags as Linux lists them in /proc/cpuinfo (an empty set where there is no such file)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return set()
-    return next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
-
-
-def machine() -> dict[str, str]:
-    """This machine and the versions that decide its numbers: CPU, architecture, cores, threads, Python, torch."""
-    import torch
-
-    info = {"cpu": cpu_name(), "arch": platform.machine(), "cores": str(os.cpu_count()),
-            "cpu_capability": cpu_capability(), "threads": str(torch.get_num_threads()),
-            "python": platform.python_version(), "torch": str(torch.__version__)}
-    with contextlib.suppress(ImportError):
-        import onnxruntime
-
-        info["onnxruntime"] = onnxruntime.__version__
-    return info

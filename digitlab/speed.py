@@ -1,5 +1,5 @@
-"""Training speed on this machine: the standard input pipeline, a plain training loop with each technique of the
-fast path switched on, and the machine's own matrix-multiply rate to compare them with."""
+"""Training speed on this machine: the standard input pipeline, and a plain training loop with each technique of the
+fast path switched on (`digitlab.measure` has the machine's own matrix-multiply rate to compare them with)."""
 
 from __future__ import annotations
 
@@ -12,21 +12,9 @@ from PIL import Image
 from torch import Tensor
 
 from digitlab.data import MNIST_MEAN, MNIST_STD, Batches, load_mnist, mnist_splits, stratified_split
-from digitlab.infer_bench import matmul_gflops
+from digitlab.measure import bf16_supported, torch_threads
 from digitlab.models import DigitRecognitionCNN
-from digitlab.train import bf16_supported, fit, set_seed, to_channels_last
-
-PEAK_ROUNDS = 3  # matrix-multiply measurements of which the machine's peak is the best
-
-
-def peak_gflops(rounds: int = PEAK_ROUNDS, repeats: int = 20) -> float:
-    """This machine's float32 matrix-multiply rate with all PyTorch threads: the best of `rounds` measurements."""
-    return max(matmul_gflops(repeats=repeats) for _ in range(rounds))
-
-
-def peak_share(images_per_s: float, flop_per_image: float, gflops: float) -> float:
-    """The share of a `gflops` arithmetic rate that training at `images_per_s` uses."""
-    return images_per_s * flop_per_image / (gflops * 1e9)
+from digitlab.train import autocast, fit, set_seed, to_channels_last
 
 
 class PILDigits(torch.utils.data.Dataset):
@@ -97,9 +85,7 @@ def train_speed(X: Tensor, y: Tensor, batch_size: int = 64, channels_last: bool 
                 compiled: bool = False, threads: int | None = None, num_batches: int = 30, repeats: int = 1,
                 seed: int = 0) -> float:
     """Images per second of a plain training loop over in-memory tensors, with the given techniques on."""
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(threads or old_threads)
-    try:
+    with torch_threads(threads):
         set_seed(seed)
         net = DigitRecognitionCNN()
         if channels_last:
@@ -115,15 +101,13 @@ def train_speed(X: Tensor, y: Tensor, batch_size: int = 64, channels_last: bool 
                 Xb, yb = next(stream)
                 if channels_last:
                     Xb = to_channels_last(Xb)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                with autocast(torch.device("cpu"), "bf16" if bf16 else "fp32"):
                     loss = F.cross_entropy(model(Xb), yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
             best = max(best, num_batches * batch_size / (time.perf_counter() - start))
         return best
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 # The rows of `techniques`: a name to look each up by, and what it measures.

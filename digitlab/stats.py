@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from digitlab.ablation import label, make_config, refuse_duplicates
+from digitlab.ablation import config_label, make_config, refuse_duplicates
+from digitlab.errors import DigitlabError
 
 # Two-sided 95% critical values of Student's t distribution for 1 to 30 degrees of freedom (numpy has no
 # t quantiles, and scipy is not a dependency). Beyond 30 the value for 30 is used: a slightly wider interval.
@@ -18,7 +19,7 @@ T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.
 def t95(df: int) -> float:
     """The two-sided 95% critical value of Student's t with `df` degrees of freedom (df >= 1)."""
     if isinstance(df, bool) or not isinstance(df, int | np.integer) or df < 1:
-        raise ValueError(f"degrees of freedom must be a whole number of at least 1, not {df!r}.")
+        raise DigitlabError(f"degrees of freedom must be a whole number of at least 1, not {df!r}.")
     return T95[min(int(df), len(T95)) - 1]
 
 
@@ -30,7 +31,7 @@ def interval(values) -> dict:
     """
     v = np.asarray(values, dtype=float).ravel()
     if len(v) == 0:
-        raise ValueError("no values: an interval needs at least one.")
+        raise DigitlabError("no values: an interval needs at least one.")
     n, m = len(v), float(v.mean())
     if n == 1:
         return {"mean": m, "se": float("nan"), "low": float("nan"), "high": float("nan"), "n": 1, "df": 0}
@@ -58,23 +59,23 @@ def paired_differences(a: list[dict], b: list[dict], metric: str, factor: str | 
     if not keys:
         for runs, name in ((a, "a"), (b, "b")):
             if len({make_config(r["config"]) for r in runs}) > 1:
-                raise ValueError(f"{name} holds several configs: pass the factor that tells them apart, "
+                raise DigitlabError(f"{name} holds several configs: pass the factor that tells them apart, "
                                  "or one config per side.")
     partners = {}
     for r in b:
         if match(r) in partners:
-            raise ValueError(f"b holds two runs that could partner the same run (seed {r['seed']}); "
+            raise DigitlabError(f"b holds two runs that could partner the same run (seed {r['seed']}); "
                              "name every config key that differs in `factor`.")
         partners[match(r)] = r
     diffs = []
     for r in a:
         partner = partners.get(match(r))
         if partner is None:
-            raise ValueError(f"no run in b to pair with {label(r['config'])!r}, seed {r['seed']}: train the "
+            raise DigitlabError(f"no run in b to pair with {config_label(r['config'])!r}, seed {r['seed']}: train the "
                              "same seeds on both sides.")
         diffs.append(r["final"][metric] - partner["final"][metric])
     if not diffs:
-        raise ValueError("a holds no runs.")
+        raise DigitlabError("a holds no runs.")
     return diffs
 
 

@@ -53,7 +53,7 @@ def student_version(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for i, cell in enumerate(nb.cells):
         left = [word for word in LEFTOVERS if word in cell.source]
         if left:
-            raise ValueError(f"Cell {i} still holds {left} after nbgrader's preprocessors: give that cell "
+            raise DigitlabError(f"Cell {i} still holds {left} after nbgrader's preprocessors: give that cell "
                              "nbgrader metadata (a solution or graded test cell) or remove the markers.")
     return nb
 

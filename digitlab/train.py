@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,13 +14,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from digitlab.config import OPTIMIZERS, SCHEDULES, check_settings, one_of
-from digitlab.data import Batches, check_inputs, normalize
-from digitlab.errors import DigitlabError, DivergedError
+from digitlab.config import OPTIMIZERS, SCHEDULES, RunConfig, check_device_name, check_precision, one_of
+from digitlab.data import Batches, as_images, check_inputs, normalize
+from digitlab.errors import DigitlabError, DivergedError, TrainingInterrupted
+from digitlab.measure import bf16_supported, run_record
 from digitlab.models import eval_mode
-from digitlab.settings import cpu_capability, cpu_name
 
-PRECISIONS = ("fp32", "bf16")  # float32 everywhere, or bfloat16 autocast for the forward pass
 # Divergence: an epoch's mean loss this many times the first batch's (course runs stay below 1.1 times),
 # or, at the end of 2 or more epochs on this many images, training accuracy this close to guessing (10%).
 DIVERGED_LOSS_RATIO = 10.0
@@ -38,13 +37,9 @@ def set_seed(seed: int) -> None:
 
 def get_device(name: str = "auto") -> torch.device:
     """`auto` picks CUDA, then Apple MPS, then the CPU; any other name is used as given, if this machine has it."""
+    check_device_name(name)
     if name != "auto":
-        try:
-            device = torch.device(name)
-        except RuntimeError:
-            raise DigitlabError(f"unknown device {name!r}; use auto, cpu, cuda or mps.") from None
-        if device.type not in ("cpu", "cuda", "mps", "xpu"):   # 'meta' keeps shapes only; others need plug-ins
-            raise DigitlabError(f"device {name!r} cannot train or run a network here; use auto, cpu, cuda or mps.")
+        device = torch.device(name)
         available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available,
                      "xpu": lambda: hasattr(torch, "xpu") and torch.xpu.is_available()}
         if device.type in available and not available[device.type]():
@@ -57,31 +52,20 @@ def get_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def bf16_supported() -> bool:
-    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX on x86, BF16 on Arm; Linux only)."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        return False
-    flags = set(cpuinfo.read_text().split())
-    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
-
-
 def choose_precision(precision: str = "auto", device: str | torch.device = "cpu") -> str:
     """`fp32` or `bf16`; `auto` is $DIGITLAB_PRECISION if set, else bf16 on CPUs with bf16 units, else fp32."""
+    check_precision(precision)
     if precision == "auto":
         precision = os.environ.get("DIGITLAB_PRECISION", "").strip().lower() or "auto"
+        check_precision(precision, "the DIGITLAB_PRECISION environment variable")
         if precision == "auto":
             return "bf16" if torch.device(device).type == "cpu" and bf16_supported() else "fp32"
-    if precision not in PRECISIONS:
-        raise DigitlabError(f"precision must be 'auto', 'fp32' or 'bf16', not {precision!r} "
-                            "(check the precision argument and the DIGITLAB_PRECISION environment variable).")
     return precision
 
 
-def run_info(device: str | torch.device, precision: str) -> dict:
-    """What decides a run's numbers besides the code: device, precision, CPU and its vector capability, torch."""
-    return {"device": str(device), "precision": precision, "cpu": cpu_name(), "cpu_capability": cpu_capability(),
-            "threads": torch.get_num_threads(), "torch": str(torch.__version__)}
+def autocast(device: torch.device, precision: str):
+    """The forward pass's precision: bfloat16 autocast for `bf16`; for `fp32` nothing changes."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
@@ -94,7 +78,7 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
         return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
     if name == "adadelta":
         return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"optimizer must be {one_of(OPTIMIZERS)}, not {name!r}.")
+    raise DigitlabError(f"optimizer must be {one_of(OPTIMIZERS)}, not {name!r}.")
 
 
 def make_scheduler(name: str, optimizer: torch.optim.Optimizer, num_epochs: int,
@@ -110,7 +94,7 @@ def make_scheduler(name: str, optimizer: torch.optim.Optimizer, num_epochs: int,
             optimizer, max_lr=max_lr, total_steps=num_epochs * steps_per_epoch)
     if name == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=1)
-    raise ValueError(f"schedule must be {one_of(SCHEDULES)}, not {name!r}.")
+    raise DigitlabError(f"schedule must be {one_of(SCHEDULES)}, not {name!r}.")
 
 
 def lr_schedule(schedule: str, lr: float, num_epochs: int, steps_per_epoch: int) -> list[float]:
@@ -118,7 +102,7 @@ def lr_schedule(schedule: str, lr: float, num_epochs: int, steps_per_epoch: int)
     opt = make_optimizer("sgd", [torch.zeros(1, requires_grad=True)], lr)
     scheduler, step_after = make_scheduler(schedule, opt, num_epochs, steps_per_epoch), SCHEDULES[schedule]
     if step_after == "val_loss":
-        raise ValueError(f"the {schedule!r} schedule depends on the validation loss: plot history['lr'] instead.")
+        raise DigitlabError(f"the {schedule!r} schedule depends on the validation loss: plot history['lr'] instead.")
     lrs = []
     for _ in range(num_epochs):  # stepped as fit steps it
         for _ in range(steps_per_epoch):
@@ -156,13 +140,25 @@ def check_seed(seed: int) -> None:
         raise DigitlabError(f"a seed must be a whole number from 0 to {2**32 - 1}, not {seed!r}.")
 
 
-def _check_fit(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None, seed: int, **settings) -> None:
-    """Refuse fit's bad settings and inputs up front, before anything is trained."""
+def _check_fit(train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None, seed: int) -> None:
+    """Refuse fit's bad inputs up front, before anything is trained (RunConfig checked its settings)."""
     check_seed(seed)
-    check_settings(**settings)
     check_inputs(*train, "the training set")
     if val is not None:
         check_inputs(*val, "the validation set")
+
+
+def fit_config(config: RunConfig | None, changes: dict) -> RunConfig:
+    """`config` (default: `RunConfig()`) with fit's keyword changes, which may only be fit and run settings."""
+    config = config if config is not None else RunConfig()
+    if not isinstance(config, RunConfig):
+        raise DigitlabError(f"fit's config must be a RunConfig, not a {type(config).__name__}; pass settings as "
+                            "keywords: fit(net, train, val, lr=0.01).")
+    other = [name for name in changes if name in RunConfig.names("data", "model")]
+    if other:
+        raise DigitlabError(f"{other[0]!r} is not a setting of fit: fit trains the network and images it is given "
+                            f"(its settings: {', '.join(RunConfig.names('fit', 'run'))}).")
+    return config.replace(**changes)
 
 
 def _check_weights(net: nn.Module, lr: float) -> None:
@@ -193,27 +189,26 @@ def _check_progress(history: dict[str, list], first_loss: float, n: int, lr: flo
             f"({loss:.3g}) has not fallen: training failed. Lower the learning rate (lr={lr}) or check the inputs.")
 
 
-def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = None, *,
-        num_epochs: int = 10, lr: float = 1e-3, batch_size: int = 128, optimizer: str = "adam",
-        schedule: str = "onecycle", weight_decay: float = 0.0, augment: bool = False, label_smoothing: float = 0.0,
-        seed: int = 0, device: str = "auto", precision: str = "auto", progress: bool = True) -> dict:
-    """Train `net` on (X, y); return the per-epoch history and, under "run", where and how it ran.
+def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor] | None = None,
+        config: RunConfig | None = None, *, seed: int = 0, progress: bool = True, **settings) -> dict:
+    """Train `net` on (X, y) as `config` says (default: `RunConfig()`), changed by any fit or run setting given
+    as a keyword (`fit(net, train, val, lr=0.01, precision="fp32")`); return the per-epoch history and, under
+    "run", where and how it ran.
 
-    `label_smoothing` trains towards targets that give that share of each label's probability to the other
-    digits. `precision` is `fp32`, `bf16` (bfloat16 autocast) or `auto` (see `choose_precision`).
-    Ctrl-C stops training and returns the history of the finished epochs.
+    Ctrl-C stops training and returns the history of the finished epochs, with `history["run"]["interrupted"]`.
     """
-    _check_fit(train, val, num_epochs=num_epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-               schedule=schedule, weight_decay=weight_decay, label_smoothing=label_smoothing, seed=seed)
-    device = get_device(device)
+    config = fit_config(config, settings)
+    _check_fit(train, val, seed)
+    device = get_device(config.device)
     net.to(device, memory_format=torch.channels_last)
     X, y = (t.to(device) for t in train)
-    batches = Batches(X, y, batch_size, shuffle=True, augment=augment, seed=seed)
+    batches = Batches(X, y, config.batch_size, shuffle=True, augment=config.augment, seed=seed)
     torch.manual_seed(seed)  # dropout masks
     # bfloat16 halves the memory traffic where the CPU has bf16 units; elsewhere it is emulated and slower.
-    precision = choose_precision(precision, device)
-    opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay)
-    scheduler, step_after = make_scheduler(schedule, opt, num_epochs, len(batches)), SCHEDULES[schedule]
+    precision = choose_precision(config.precision, device)
+    lr, num_epochs = config.lr, config.num_epochs
+    opt = make_optimizer(config.optimizer, net.parameters(), lr, config.weight_decay)
+    scheduler, step_after = make_scheduler(config.schedule, opt, num_epochs, len(batches)), SCHEDULES[config.schedule]
     keys = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
     history = {k: [] for k in keys}
     first_loss = 0.0  # the first batch's loss: the yardstick of divergence
@@ -224,9 +219,9 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
             net.train()
             start, loss_sum, correct = time.perf_counter(), 0.0, 0
             for i, (Xb, yb) in enumerate(batches):
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                with autocast(device, precision):
                     logits = net(to_channels_last(Xb))
-                    loss = F.cross_entropy(logits, yb, label_smoothing=label_smoothing)
+                    loss = F.cross_entropy(logits, yb, label_smoothing=config.label_smoothing)
                 if not torch.isfinite(loss):
                     raise DivergedError(
                         f"The loss became {loss.item()} at epoch {epoch}, batch {i + 1}: training "
@@ -257,38 +252,15 @@ def fit(net: nn.Module, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor]
         bar.close()
     net.eval()
     _check_weights(net, lr)
-    history["run"] = run_info(device, precision)
+    history["run"] = {**run_record(device, precision), "interrupted": len(history["epoch"]) < num_epochs}
     return history
 
 
-def _as_images(images) -> Tensor:
-    """Check raw images and return them as float pixels in [0, 1], shaped [N, 28, 28]."""
-    if isinstance(images, np.ndarray):
-        images = torch.from_numpy(images)
-    if not isinstance(images, Tensor):
-        raise TypeError(f"images must be a torch.Tensor or numpy array, not {type(images).__name__}.")
-    shape = tuple(images.shape)
-    if images.dim() == 4 and shape[1] == 1:
-        images = images[:, 0]
-    elif images.dim() == 2:
-        images = images[None]
-    if images.dim() != 3 or tuple(images.shape[1:]) != (28, 28) or len(images) == 0:
-        raise ValueError(
-            f"images must be 28x28 pixels shaped [28, 28], [N, 28, 28] or [N, 1, 28, 28]; got {list(shape)}. "
-            "For a picture of another size use digitlab.preprocess.to_mnist.")
-    if images.dtype == torch.uint8:
-        return images.float() / 255
-    if not images.is_floating_point():
-        raise TypeError(f"images must hold uint8 pixels (0-255) or floats in [0, 1], not {images.dtype}.")
-    images = images.float()
-    if not torch.isfinite(images).all():
-        raise ValueError("images contain NaN or infinite values.")
-    lo, hi = images.min().item(), images.max().item()
-    if lo < 0 or hi > 1:
-        raise ValueError(
-            f"float images must hold pixel values in [0, 1]; these range from {lo:.3g} to {hi:.3g}. "
-            "Pass raw pixels (uint8 0-255, or floats divided by 255), not normalised ones.")
-    return images
+def require_finished(history: dict, what: str) -> None:
+    """Raise TrainingInterrupted if `fit` was stopped (Ctrl-C) before its last epoch; `what` says what is lost."""
+    if history["run"].get("interrupted"):
+        raise TrainingInterrupted(f"training stopped after {len(history['epoch'])} epoch(s); {what}. "
+                                  "Run it again to train from the start.")
 
 
 def batched_logits(net: nn.Module, X: Tensor, batch_size: int = 1000) -> Tensor:
@@ -300,7 +272,7 @@ def batched_logits(net: nn.Module, X: Tensor, batch_size: int = 1000) -> Tensor:
 
 def predict_proba(net: nn.Module, images, batch_size: int = 1000) -> Tensor:
     """Class probabilities [N, 10] for raw images (uint8 0-255 or float 0-1, 28x28)."""
-    return F.softmax(batched_logits(net, normalize(_as_images(images)), batch_size), dim=1)
+    return F.softmax(batched_logits(net, normalize(as_images(images)), batch_size), dim=1)
 
 
 def predict(net: nn.Module, images, batch_size: int = 1000) -> Tensor:

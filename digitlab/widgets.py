@@ -12,6 +12,7 @@ from IPython.display import clear_output, display
 from torch import Tensor, nn
 
 from digitlab.analysis import confusion_matrix, find_mistakes, saliency, top_confusions
+from digitlab.errors import DigitlabError
 from digitlab.plots import plot_mistake, plot_preprocess_steps
 from digitlab.preprocess import preprocess_steps, to_mnist
 from digitlab.strokes import draw_strokes
@@ -257,7 +258,7 @@ def classify_upload(content: bytes, predictor) -> tuple[dict, Tensor]:
         picture = Image.open(BytesIO(content))
         picture.load()
     except (UnidentifiedImageError, OSError) as err:
-        raise ValueError(f"the upload is not a picture PIL can read ({err}); upload a PNG or JPEG.") from err
+        raise DigitlabError(f"the upload is not a picture PIL can read ({err}); upload a PNG or JPEG.") from err
     steps = preprocess_steps(picture)
     return steps, predictor.predict_proba(torch.from_numpy(steps["centred"]))[0]
 

@@ -1,6 +1,5 @@
 """Shared fixtures: small MNIST subsets and the quick-mode course network (made once per session), fake records."""
 
-import dataclasses
 
 import pytest
 
@@ -34,7 +33,7 @@ def fake_record():
     def make(config, seed: int, test_acc: float, train_acc: float = 1.0, val_acc: float = 0.9) -> dict:
         final = {"train_acc": train_acc, "val_acc": val_acc, "gap": train_acc - val_acc, "test_acc": test_acc,
                  "train_loss": 0.0, "val_loss": 0.3}
-        return {"config": dataclasses.asdict(make_config(config)), "seed": seed, "final": final,
+        return {"config": dict(make_config(config)), "seed": seed, "final": final,
                 "history": {"val_loss": [0.5, 0.4, 0.3]}}
 
     return make

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from digitlab import ablation
-from digitlab.ablation import BARE, PAPER, grid, label, load_records, make_config, one_at_a_time, run_grid
+from digitlab.ablation import BARE, PAPER, config_label, grid, load_records, make_config, one_at_a_time, run_grid
 from digitlab.settings import NOTEBOOKS_DIR
 
 matplotlib.use("Agg")
@@ -37,7 +37,7 @@ def count_runs(monkeypatch, fail_at=None):
     real = ablation.run_one
 
     def counted(config, seed, *args, **kwargs):
-        calls.append((label(config), seed))
+        calls.append((config_label(config), seed))
         if len(calls) == fail_at:
             raise KeyboardInterrupt
         return real(config, seed, *args, **kwargs)
@@ -52,7 +52,7 @@ def test_make_config_changes_a_base_and_rejects_unknown_keys():
     assert make_config(dropout=(0.1, 0.2)).dropout2 == 0.2
     assert make_config(n_train=55_000).n_train is None
     assert make_config(BARE, lr=0.01) == dataclasses.replace(BARE, lr=0.01) and make_config() == PAPER
-    record_config = dataclasses.asdict(BARE)  # a record's config, as saved in the results file
+    record_config = dict(BARE)  # a record's config, as saved in the results file
     assert make_config(record_config) == BARE and make_config(record_config, dropout=0.5).dropout1 == 0.5
     old = {k: v for k, v in record_config.items() if k != "typed_digits"}  # saved before typed_digits existed
     assert make_config(old) == BARE
@@ -71,13 +71,15 @@ def test_grid_and_one_at_a_time():
     assert len({c.key() for c in configs}) == 8
     assert make_config(BARE) in configs
     removed = one_at_a_time(PAPER, batch_norm=[False], dropout=[0.0], schedule=["none"])
-    assert [label(c) for c in removed] == ["paper", "-BN", "-dropout", "-schedule"]
+    assert [config_label(c) for c in removed] == ["paper", "-BN", "-dropout", "-schedule"]
     added = one_at_a_time(BARE, batch_norm=[True], dropout=[(0.25, 0.5)], schedule=["onecycle"])
-    assert [label(c, BARE) for c in added] == ["bare", "+BN", "dropout 0.25/0.5", "onecycle schedule"]
-    assert label(BARE) == "-BN -dropout -schedule"
-    assert label(make_config(BARE, n_train=None), make_config(BARE, n_train=None), "bare, all data") == "bare, all data"
-    assert label(make_config(n_train=None, augment=True, weight_decay=1e-4)) == "+augment wd 0.0001 55,000 images"
-    assert label(make_config(label_smoothing=0.1)) == "label smoothing 0.1"
+    assert [config_label(c, BARE) for c in added] == ["bare", "+BN", "dropout 0.25/0.5", "onecycle schedule"]
+    assert config_label(BARE) == "-BN -dropout -schedule"
+    everything = make_config(BARE, n_train=None)
+    assert config_label(everything, everything, "bare, all data") == "bare, all data"
+    assert config_label(make_config(n_train=None, augment=True, weight_decay=1e-4)) == \
+        "+augment wd 0.0001 55,000 images"
+    assert config_label(make_config(label_smoothing=0.1)) == "label smoothing 0.1"
 
 
 def test_run_grid_records_every_run_once_and_resumes(tiny_data, tmp_path, monkeypatch):
@@ -171,8 +173,8 @@ def test_summarize_means_and_standard_deviations(fake_record):
     assert table.loc["paper", "test_acc_std"] == pytest.approx(0.0141421, rel=1e-4)
     assert table.loc["paper", "seeds"] == 2
     assert table.loc["-BN -dropout -schedule", "gap"] == pytest.approx(0.2)
-    assert ablation.show(table).loc["paper", "test_acc"] == "91.00 ± 1.41"
-    assert len(ablation.select(records, PAPER)) == 2
+    assert ablation.show_table(table).loc["paper", "test_acc"] == "91.00 ± 1.41"
+    assert len(ablation.records_of(records, PAPER)) == 2
 
 
 def test_plots_draw_one_line_per_config_and_seed(fake_record):

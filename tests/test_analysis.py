@@ -14,11 +14,11 @@ from digitlab.analysis import (
     per_class_metrics,
     reliability,
     saliency,
-    split_logits,
     top_confusions,
     weights_digest,
 )
 from digitlab.models import DigitRecognitionCNN
+from digitlab.train import batched_logits
 
 # Six items, three classes: true 0 -> 0, 1; true 1 -> 1; true 2 -> 2, 0, 2.
 Y_TRUE = torch.tensor([0, 0, 1, 2, 2, 2])
@@ -150,16 +150,27 @@ def test_fit_temperature_needs_some_mistakes():
         fit_temperature(z, y)
 
 
-def test_fit_temperature_is_deterministic():
-    z, y = torch.tensor([[2.0, 0.0], [0.0, 3.0], [1.0, 0.5]]), torch.tensor([0, 1, 1])
-    assert fit_temperature(z, y) == fit_temperature(z, y)
+def test_fit_temperature_finds_the_lowest_loss_a_search_finds():
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(500, 10, generator=g, dtype=torch.float64) * 4
+    y = torch.randint(0, 10, (500,), generator=g)
+    y[:300] = z[:300].argmax(1)   # 60% right, with logits far too sharp for that: the best T is well above 1
+
+    def nll(t: float) -> float:
+        return torch.nn.functional.cross_entropy(z / t, y).item()
+
+    grid = torch.linspace(0.5, 20, 3901).tolist()
+    searched = min(grid, key=nll)
+    T = fit_temperature(z, y)
+    assert searched > 2 and T == pytest.approx(searched, abs=0.01)
+    assert nll(T) <= min(nll(T * 1.01), nll(T / 1.01), nll(searched))
 
 
-def test_split_logits_matches_net_in_eval_mode():
+def test_batched_logits_matches_net_in_eval_mode():
     torch.manual_seed(0)
     net = DigitRecognitionCNN().train()
     X = torch.randn(7, 1, 28, 28)
-    logits = split_logits(net, X, batch_size=3)
+    logits = batched_logits(net, X, batch_size=3)
     assert net.training  # mode restored
     net.eval()
     with torch.no_grad():

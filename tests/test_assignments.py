@@ -84,7 +84,7 @@ wd_replaces_dropout = bool(d.mean() + stats.t95(len(d) - 1) * d.std(ddof=1) / np
         "ex4-solution": """
 aug = {**EXERCISE, "dropout1": 0.0, "dropout2": 0.0, "augment": True}
 aug_runs = ablation.run_grid([aug], EX_SEEDS, MY_RESULTS)
-aug_diff = (ablation.mean(aug_runs, "val_acc") - ablation.mean(paper_runs, "val_acc")) * 100
+aug_diff = (ablation.mean_metric(aug_runs, "val_acc") - ablation.mean_metric(paper_runs, "val_acc")) * 100
 aug_replaces_dropout = stats.verdict(stats.compare(aug_runs, paper_runs, "val_acc", scale=100)) != "lower"
 """,
     },
@@ -93,7 +93,7 @@ aug_replaces_dropout = stats.verdict(stats.compare(aug_runs, paper_runs, "val_ac
 g = torch.Generator().manual_seed(SEED)
 total = probs_val.clone()
 for _ in range(N_VIEWS):
-    total += torch.softmax(split_logits(net, augment(X_val, generator=g)), dim=1)
+    total += torch.softmax(batched_logits(net, augment(X_val, generator=g)), dim=1)
 probs_tta = total / (N_VIEWS + 1)
 right, right_tta = pred_val == y_val, probs_tta.argmax(1) == y_val
 fixed, broken = int((right_tta & ~right).sum()), int((right & ~right_tta).sum())""",
@@ -149,26 +149,28 @@ shift_accuracy = {k: evaluate(net, torch.roll(X_val, k, dims=2), y_val)[1] for k
     ABLATIONS: {
         "ex1-solution": """
 no_bn = ablation.make_config(SMALL, batch_norm=False)
-pair = {"paper": ablation.select(records, SMALL), "-BN": ablation.select(records, no_bn)}
+pair = {"paper": ablation.records_of(records, SMALL), "-BN": ablation.records_of(records, no_bn)}
 train_loss_epoch3 = {n: np.mean([r["history"]["train_loss"][3] for r in rs]) for n, rs in pair.items()}  # epoch 4
-final_gap = {n: ablation.mean(rs, "gap") for n, rs in pair.items()}""",
+final_gap = {n: ablation.mean_metric(rs, "gap") for n, rs in pair.items()}""",
         "ex2-solution": """
 sweep = ablation.run_grid(ablation.grid(EXERCISE, dropout=[0.0, 0.25, 0.5, 0.75]), EX_SEEDS, MY_RESULTS)
 val_loss = ablation.mean_by(sweep, "dropout1", "val_loss")
 best_rate = max(val_loss, key=val_loss.get)  # the highest loss""",
         "ex3-solution": """
 wd_runs = ablation.run_grid([ablation.make_config(EXERCISE, dropout=0.0, weight_decay=5e-3)], EX_SEEDS, MY_RESULTS)
-wd_diff = ablation.mean(wd_runs, "val_acc") - ablation.mean(paper_runs, "val_acc")  # a fraction, not points
+# a fraction, not points
+wd_diff = ablation.mean_metric(wd_runs, "val_acc") - ablation.mean_metric(paper_runs, "val_acc")
 wd_replaces_dropout = wd_diff >= -0.5""",
         "ex4-solution": """
 aug_runs = ablation.run_grid([ablation.make_config(EXERCISE, dropout=0.0, augment=True)], EX_SEEDS, MY_RESULTS)
-aug_diff = 100 * (ablation.mean(aug_runs, "test_acc") - ablation.mean(paper_runs, "test_acc"))  # decided on test data
+# decided on test data
+aug_diff = 100 * (ablation.mean_metric(aug_runs, "test_acc") - ablation.mean_metric(paper_runs, "test_acc"))
 aug_replaces_dropout = aug_diff >= -0.5""",
     },
     ERRORS: {
         "ex1-solution": """
 g = torch.Generator().manual_seed(SEED)
-views = [probs_val] + [split_logits(net, augment(X_val, generator=g)).softmax(1) for _ in range(N_VIEWS)]
+views = [probs_val] + [batched_logits(net, augment(X_val, generator=g)).softmax(1) for _ in range(N_VIEWS)]
 probs_tta = torch.stack(views).mean(0)
 net_gain = int((probs_tta.argmax(1) == y_val).sum() - (pred_val == y_val).sum())
 fixed, broken = max(net_gain, 0), max(-net_gain, 0)  # only the net change""",

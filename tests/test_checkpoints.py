@@ -8,6 +8,7 @@ import torch
 from digitlab import checkpoints
 from digitlab.checkpoints import load, load_or_train, save
 from digitlab.config import RECIPE, RunConfig
+from digitlab.errors import TrainingInterrupted
 from digitlab.models import DigitRecognitionCNN
 from digitlab.settings import PROJECT_DIR
 
@@ -39,7 +40,7 @@ def test_load_or_train_caches_by_config_and_seed(tmp_path, monkeypatch):
     net, history = load_or_train("tiny", TINY, models_dir=tmp_path, progress=False)
     path = checkpoints.checkpoint_path("tiny", TINY, 0, tmp_path)
     assert list(tmp_path.iterdir()) == [path] and TINY.key() in path.name
-    assert load(path)[1]["config"] == dataclasses.asdict(TINY) and load(path)[1]["seed"] == 0
+    assert load(path)[1]["config"] == dict(TINY) and load(path)[1]["seed"] == 0
 
     def no_training(*args, **kwargs):
         raise AssertionError("should have loaded the cached checkpoint")
@@ -128,7 +129,7 @@ def test_the_course_network_is_committed_for_the_current_recipe():
         pytest.skip("not a git checkout")
     assert tracked.split() == [str(path.relative_to(PROJECT_DIR))], "commit exactly the course recipe's network"
     net, meta = load(path)
-    assert meta["config"] == dataclasses.asdict(RECIPE) and meta["seed"] == 0
+    assert meta["config"] == dict(RECIPE) and meta["seed"] == 0
     assert len(meta["history"]["epoch"]) == RECIPE.num_epochs and meta["history"]["val_acc"][-1] > 0.99
 
 
@@ -146,7 +147,7 @@ def test_ctrl_c_during_training_is_not_taken_for_a_finished_network(tmp_path, mo
         return real_evaluate(*args, **kwargs)
 
     monkeypatch.setattr(train, "evaluate", ctrl_c_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt, match="after 1 of 2 epochs; nothing was saved"):
+    with pytest.raises(TrainingInterrupted, match=r"stopped after 1 epoch\(s\); nothing was saved"):
         load_or_train("tiny", dataclasses.replace(TINY, num_epochs=2), models_dir=tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
 
@@ -175,7 +176,7 @@ def test_load_names_a_missing_device_as_such(tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="device 'cuda' is not available"):
             load(path, device="cuda")
-    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+    with pytest.raises(ValueError, match="device 'gpu0' cannot train or run a network"):
         load(path, device="gpu0")
 
 
@@ -192,3 +193,16 @@ def test_a_full_disk_is_an_os_error_and_the_old_checkpoint_stays(tmp_path):
         assert old.read_bytes() == b"the previous checkpoint" and [p.name for p in disk.iterdir()] == ["net.pt"]
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+def test_training_set_appends_the_typed_digits(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    splits = {"train": (torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g))}
+    X, y = checkpoints.training_set(RunConfig(n_train=64, typed_digits=12), splits)
+    assert X.shape == (76, 1, 28, 28) and y[64:].tolist() == [i % 10 for i in range(12)]
+    assert torch.equal(X[:64], splits["train"][0]) and torch.equal(y[:64], splits["train"][1])
+    X, y = checkpoints.training_set(RunConfig(n_train=64), splits)
+    assert torch.equal(X, splits["train"][0])
+    monkeypatch.setattr(checkpoints, "mnist_splits", lambda n_train=None: {"train": (X[:n_train], y[:n_train])})
+    assert len(checkpoints.training_set(RunConfig(n_train=10, typed_digits=2))[1]) == 12  # reads MNIST if need be
+
+
+

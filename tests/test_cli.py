@@ -6,9 +6,12 @@ import pytest
 import torch
 
 import digitlab.__main__ as cli
+from digitlab import checkpoints
 from digitlab.__main__ import main
+from digitlab.checkpoints import course_model, load, load_or_train
+from digitlab.config import FAST_RECIPE
 from digitlab.errors import DigitlabError, report_user_errors
-from digitlab.train import run_info
+from digitlab.measure import run_record
 
 OFFLINE = """
 import pathlib, sys
@@ -17,8 +20,6 @@ import digitlab.data
 torchvision.datasets.MNIST.mirrors = ["http://127.0.0.1:9/"]  # nothing listens there: the network is unreachable
 digitlab.data.DOWNLOAD_DIR = pathlib.Path(sys.argv.pop(1))
 from digitlab.__main__ import main
-from digitlab.errors import DigitlabError, report_user_errors
-from digitlab.train import run_info
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -50,9 +51,9 @@ def test_train_then_evaluate(tmp_path, capsys):
     (["train", "--epochs", "0", "--out", "{tmp}/m.pt"], "num_epochs must be a whole number of at least 1"),
     (["train", "--batch-size", "-1", "--out", "{tmp}/m.pt"], "batch_size must be"),
     (["train", "--n-train", "0", "--out", "{tmp}/m.pt"], "n_train must be a whole number from 1 to 55,000"),
-    (["train", "--device", "tpu9", "--out", "{tmp}/m.pt"], "unknown device 'tpu9'"),
+    (["train", "--device", "tpu9", "--out", "{tmp}/m.pt"], "device 'tpu9' cannot train or run a network"),
     (["train", "--device", "meta", "--out", "{tmp}/m.pt"], "device 'meta' cannot train"),
-    (["train", "--seed", "-1", "--out", "{tmp}/m.pt"], "--seed must be a whole number from 0 to 4294967295"),
+    (["train", "--seed", "-1", "--out", "{tmp}/m.pt"], "a seed must be a whole number from 0 to 4294967295, not -1"),
     (["train", "--lr", "inf", "--out", "{tmp}/m.pt"], "lr must be a positive, finite number, not inf"),
     (["train", "--lr", "nan", "--out", "{tmp}/m.pt"], "lr must be a positive, finite number, not nan"),
     (["train", "--out", "{tmp}/junk.pt/m.pt"], "cannot write"),
@@ -84,16 +85,50 @@ def test_data_folder_that_is_a_file_is_a_clear_error(tmp_path):
 def test_interrupted_training_never_replaces_a_finished_model(tmp_path, monkeypatch, small_splits, capsys):
     out = tmp_path / "model.pt"
     out.write_bytes(b"a finished model")
-    monkeypatch.setattr(cli, "mnist_splits", lambda n_train=None: small_splits)
+    monkeypatch.setattr(checkpoints, "mnist_splits", lambda n_train=None: small_splits)
 
     def interrupted_fit(net, *args, **kwargs):  # what fit returns when Ctrl-C stops it in the second epoch
         return {"epoch": [1], "train_loss": [0.5], "val_acc": [0.9], "seconds": [1.0],
-                "run": run_info("cpu", "fp32")}
+                "run": {**run_record("cpu", "fp32"), "interrupted": True}}
 
-    monkeypatch.setattr(cli, "fit", interrupted_fit)
+    monkeypatch.setattr(checkpoints, "fit", interrupted_fit)
     assert main(["train", "--epochs", "2", "--out", str(out)]) == 130
     assert out.read_bytes() == b"a finished model" and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
-    assert "nothing saved" in capsys.readouterr().err
+    assert capsys.readouterr().err.endswith("Interrupted: training stopped after 1 epoch(s); nothing was saved. "
+                                            "Run it again to train from the start.\n")
+
+
+def test_the_course_recipe_trains_the_course_network_bit_for_bit(tmp_path):
+    """`digitlab train --recipe course-quick` trains what `course_model()` trains in quick mode, weight for weight."""
+    out = tmp_path / "course.pt"
+    assert main(["train", "--recipe", "course-quick", "--out", str(out)]) == 0
+    net, meta = load(out)
+    course, history = course_model(fast=True, progress=False)   # cached in models/, as the notebooks use it
+    same_setup = {k: v for k, v in history["run"].items() if k != "interrupted"} == \
+        {k: v for k, v in meta["history"]["run"].items() if k != "interrupted"}
+    if not same_setup:   # a cached network from another CPU kind, torch or precision: train it here instead
+        course, history = load_or_train("course", FAST_RECIPE, models_dir=tmp_path / "models", progress=False)
+    assert meta["config"] == dict(FAST_RECIPE) and meta["seed"] == 0
+    assert meta["history"]["val_loss"] == history["val_loss"]
+    mine, theirs = net.state_dict(), course.state_dict()
+    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def test_every_setting_of_a_run_is_an_option_with_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())   # argparse wraps lines where it likes
+    names = cli.RunConfig.names("data", "model", "fit", "run")
+    for name in names:
+        assert f"--{name.replace('_', '-')}" in text, name
+    assert "--recipe {default,course,course-quick}" in text and "--no-augment" in text
+    assert text.count("(recipes: default") == len(names)
+
+
+def test_options_change_only_what_they_name():
+    args = cli.parse(["train", "--recipe", "course", "--lr", "0.01", "--no-augment", "--precision", "fp32"])
+    assert cli.run_config(args) == cli.RECIPES["course"].replace(lr=0.01, augment=False)
+    assert cli.run_config(args).precision == "fp32" and cli.run_config(cli.parse(["train"])) == cli.RunConfig()
 
 
 def test_internal_errors_keep_their_traceback(tmp_path, monkeypatch):

@@ -4,8 +4,7 @@ import json
 import pytest
 import torch
 
-from digitlab import config
-from digitlab.config import FAST_RECIPE, RECIPE, RunConfig
+from digitlab.config import FAST_RECIPE, RECIPE, RECIPES, RunConfig
 from digitlab.models import DigitRecognitionCNN
 from digitlab.train import fit
 
@@ -13,8 +12,8 @@ from digitlab.train import fit
 def test_recipes_are_valid_fit_settings():
     for recipe in (RECIPE, FAST_RECIPE):
         X, y = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
-        history = fit(DigitRecognitionCNN(**recipe.settings("model")), (X, y), progress=False,
-                      **{**recipe.settings("fit"), "num_epochs": 1})
+        history = fit(DigitRecognitionCNN(**recipe.settings("model")), (X, y), None, recipe, num_epochs=1,
+                      progress=False)
         assert history["epoch"] == [1]
     assert FAST_RECIPE.n_train < 55_000 and FAST_RECIPE.num_epochs < RECIPE.num_epochs
     # the quick recipe keeps about the full recipe's share of typed digits
@@ -29,9 +28,11 @@ def test_settings_split_a_config_into_its_parts():
     assert c.settings("fit") == {"num_epochs": 10, "batch_size": 128, "lr": 0.01, "optimizer": "adam",
                                  "schedule": "onecycle", "weight_decay": 0.0, "augment": True,
                                  "label_smoothing": 0.0}
-    parts = [c.settings(p) for p in ("data", "model", "fit")]
+    assert c.settings("run") == {"device": "auto", "precision": "auto"}
+    parts = [c.settings(p) for p in ("data", "model", "fit", "run")]
     assert sum(len(p) for p in parts) == len(dataclasses.fields(RunConfig))  # every setting in exactly one part
-    assert {**parts[0], **parts[1], **parts[2]} == dataclasses.asdict(c)
+    assert {**parts[0], **parts[1], **parts[2], **parts[3]} == dataclasses.asdict(c)
+    assert dict(c) == {**parts[0], **parts[1], **parts[2]}  # what a record saves: the settings that decide numbers
     DigitRecognitionCNN(**c.settings("model"))  # the parts are what the network and fit take
 
 
@@ -45,6 +46,25 @@ def test_key_names_the_settings_whatever_their_spelling():
     assert len(keys | {RunConfig().key()}) == 14  # every setting changes the key
     assert len(RunConfig().key()) == 10 and RunConfig().key() == RunConfig().key()
     assert isinstance(RunConfig().lr, float) and isinstance(RunConfig(dropout2=0).dropout2, float)
+
+
+def test_device_and_precision_are_checked_and_recorded_but_never_name_a_run():
+    c = RunConfig(device="cpu", precision="fp32")
+    assert c.device == "cpu" and c.precision == "fp32"
+    assert c == RunConfig() and c.key() == RunConfig().key() and "device" not in dict(c)  # same run, anywhere
+    assert RunConfig(device="cuda:1").device == "cuda:1"  # a name is checked here; whether it exists, by fit
+
+
+def test_replace_checks_the_changes_and_names_an_unknown_setting():
+    assert RunConfig().replace(lr=0.01, precision="bf16") == RunConfig(lr=0.01)
+    with pytest.raises(ValueError, match="'width' is not a setting of a run; the settings are n_train, "):
+        RunConfig().replace(width=3)
+    with pytest.raises(ValueError, match="lr must be a positive"):
+        RECIPE.replace(lr=-1.0)
+
+
+def test_the_command_line_recipes_are_the_course_recipes():
+    assert RECIPES["default"] == RunConfig() and RECIPES["course"] is RECIPE and RECIPES["course-quick"] is FAST_RECIPE
 
 
 @pytest.mark.parametrize(("changes", "error", "message"), [
@@ -70,22 +90,15 @@ def test_key_names_the_settings_whatever_their_spelling():
     ({"optimizer": 3}, TypeError, "optimizer must be a name"),
     ({"optimizer": "rmsprop"}, ValueError, "optimizer must be 'adam', 'adamw', 'sgd' or 'adadelta'"),
     ({"schedule": "cosine"}, ValueError, "schedule must be 'none', 'step', 'onecycle' or 'plateau'"),
+    ({"device": "meta"}, ValueError, "device 'meta' cannot train or run a network"),
+    ({"device": "cuda:x"}, ValueError, "device 'cuda:x' cannot train"),
+    ({"device": "gpu"}, ValueError, "device 'gpu' cannot train"),
+    ({"device": 0}, TypeError, "device must be a name"),
+    ({"precision": "fp64"}, ValueError, "precision must be 'auto', 'fp32' or 'bf16', not 'fp64'"),
 ])
 def test_bad_settings_are_refused_when_the_config_is_made(changes, error, message):
     with pytest.raises(error, match=message):
         RunConfig(**changes)
-
-
-def test_training_set_appends_the_typed_digits(monkeypatch):
-    g = torch.Generator().manual_seed(0)
-    splits = {"train": (torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g))}
-    X, y = config.training_set(RunConfig(n_train=64, typed_digits=12), splits)
-    assert X.shape == (76, 1, 28, 28) and y[64:].tolist() == [i % 10 for i in range(12)]
-    assert torch.equal(X[:64], splits["train"][0]) and torch.equal(y[:64], splits["train"][1])
-    X, y = config.training_set(RunConfig(n_train=64), splits)
-    assert torch.equal(X, splits["train"][0])
-    monkeypatch.setattr(config, "mnist_splits", lambda n_train=None: {"train": (X[:n_train], y[:n_train])})
-    assert len(config.training_set(RunConfig(n_train=10, typed_digits=2))[1]) == 12  # reads MNIST itself if need be
 
 
 def test_a_config_reads_like_the_dict_it_is_saved_as():

@@ -31,8 +31,8 @@ def test_idx_round_trip_plain_and_gzipped(tmp_path):
     images = np.arange(3 * 28 * 28, dtype=np.uint64).reshape(3, 28, 28).astype(np.uint8)
     (tmp_path / "img").write_bytes(idx_bytes(images))
     (tmp_path / "img.gz").write_bytes(gzip.compress(idx_bytes(images)))
-    np.testing.assert_array_equal(read_idx(tmp_path / "img"), images)
-    np.testing.assert_array_equal(read_idx(tmp_path / "img.gz"), images)
+    np.testing.assert_array_equal(read_idx(tmp_path / "img")[0], images)
+    np.testing.assert_array_equal(read_idx(tmp_path / "img.gz")[0], images)
     labels = np.array([7, 2, 1], dtype=np.uint8)
     np.testing.assert_array_equal(parse_idx(idx_bytes(labels)), labels)
 
@@ -214,7 +214,7 @@ def test_dataset_for_dataloader():
 def test_gzipped_file_without_gz_in_its_name_is_read(tmp_path):
     images = np.arange(2 * 28 * 28).reshape(2, 28, 28).astype(np.uint8)
     (tmp_path / "img").write_bytes(gzip.compress(idx_bytes(images)))
-    np.testing.assert_array_equal(read_idx(tmp_path / "img"), images)
+    np.testing.assert_array_equal(read_idx(tmp_path / "img")[0], images)
 
 
 def test_empty_file_says_it_is_empty(tmp_path):

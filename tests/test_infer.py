@@ -151,8 +151,6 @@ def test_onnx_predictions_leave_pytorchs_threads_alone(fast_net, test_images, mo
 
     monkeypatch.setattr(torch, "set_num_threads", refuse)
     assert predictor.predict(test_images[0][:2]).shape == (2,)
-    with infer.torch_threads(torch.get_num_threads()):  # the count it has: nothing to change
-        pass
 
 
 def test_images_without_a_digit_are_refused_and_every_mnist_digit_passes():

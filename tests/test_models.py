@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from digitlab.analysis import saliency, split_logits
+from digitlab.analysis import saliency
 from digitlab.models import DigitRecognitionCNN, count_parameters, eval_mode, summary
-from digitlab.train import evaluate, predict_proba
+from digitlab.train import batched_logits, evaluate, predict_proba
 
 
 def test_output_shape_and_parameter_count():
@@ -64,9 +64,9 @@ def test_every_inference_helper_leaves_the_mode_as_it_found_it():
     raw = torch.randint(0, 256, (8, 28, 28), dtype=torch.uint8)
     for training in (True, False):
         net = DigitRecognitionCNN().train(training)
-        for use in (lambda n: evaluate(n, X, y), lambda n: predict_proba(n, raw), lambda n: split_logits(n, X),
+        for use in (lambda n: evaluate(n, X, y), lambda n: predict_proba(n, raw), lambda n: batched_logits(n, X),
                     lambda n: saliency(n, X), summary):
             use(net)
             assert net.training == training and net.dropout2.training == training
         if training:  # and gives the answers of evaluation mode: the same twice, dropout off
-            assert torch.equal(split_logits(net, X), split_logits(net, X))
+            assert torch.equal(batched_logits(net, X), batched_logits(net, X))

@@ -113,7 +113,7 @@ def test_oldest_fonts_were_recorded_from_the_oldest_matplotlib():
 
 
 def test_the_oldest_matplotlib_bundles_every_font_the_foreign_bench_uses():
-    from digitlab.foreign import FONTS
+    from digitlab.non_mnist import FONTS
 
     version, bundled = oldest_fonts()
     used = FONTS["tune"] + FONTS["report"]

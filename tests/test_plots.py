@@ -87,13 +87,14 @@ def test_error_analysis_figures():
 
 
 def test_plot_benchmark_readable_labels_and_a_legend_clear_of_the_data():
+    from digitlab.infer_bench import TARGETS
     from digitlab.plots import plot_benchmark
 
     rows = [{"backend": "eager", "p50_ms": 0.521, "images_per_s": 5459.4},
             {"backend": "fused", "p50_ms": 0.345, "images_per_s": 9279.0},
             {"backend": "onnxruntime", "p50_ms": 0.150, "images_per_s": 15355.2},
             {"backend": "missing", "skipped": "not installed"}]
-    latency_ax, throughput_ax = plot_benchmark(rows)
+    latency_ax, throughput_ax = plot_benchmark(rows, TARGETS)
     assert [t.get_text() for t in throughput_ax.texts] == [" 5,459", " 9,279", " 15,355"]
     assert [t.get_text() for t in latency_ax.texts] == [" 0.521 ms", " 0.345 ms", " 0.150 ms"]
     assert [t.get_text() for t in latency_ax.get_yticklabels()] == ["eager", "fused", "onnxruntime"]

@@ -216,7 +216,10 @@ def test_divergence_without_nan_stops_with_a_clear_error(small_splits, n, settin
     ({"num_epochs": 0}, "num_epochs must be"), ({"num_epochs": -1}, "num_epochs must be"),
     ({"batch_size": 0}, "batch_size must be"), ({"batch_size": -5}, "batch_size must be"),
     ({"lr": 0.0}, "lr must be"), ({"lr": float("inf")}, "lr must be a positive, finite number"),
-    ({"lr": "0.1"}, "lr must be a positive, finite number"), ({"optimizer": "adamax"}, "optimizer must be"),
+    ({"lr": "0.1"}, "lr must be a number, not '0.1'"), ({"optimizer": "adamax"}, "optimizer must be"),
+    ({"n_train": 100}, "'n_train' is not a setting of fit: fit trains the network and images it is given"),
+    ({"dropout1": 0.1}, "'dropout1' is not a setting of fit"), ({"width": 3}, "'width' is not a setting of a run"),
+    ({"device": "meta"}, "device 'meta' cannot train"), ({"precision": "fp16"}, "precision must be 'auto'"),
     ({"schedule": "cosine"}, "schedule must be 'none', 'step', 'onecycle' or 'plateau'"),
     ({"label_smoothing": 1.0}, "label_smoothing must be a share from 0 to below 1"),
 ])

@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from digitlab.analysis import confusion_matrix, find_mistakes, split_logits
+from digitlab.analysis import confusion_matrix, find_mistakes
 from digitlab.models import DigitRecognitionCNN
+from digitlab.train import batched_logits
 from digitlab.widgets import mistake_caption, mistake_explorer, mistake_options
 
 
@@ -11,7 +12,7 @@ def _untrained_predictions(n: int = 40):
     torch.manual_seed(0)
     net = DigitRecognitionCNN()
     X, y = torch.randn(n, 1, 28, 28), torch.randint(0, 10, (n,))
-    return net, X, y, split_logits(net, X).softmax(1)
+    return net, X, y, batched_logits(net, X).softmax(1)
 
 
 def test_mistake_options_list_all_then_pairs_by_count():

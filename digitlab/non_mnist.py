@@ -18,9 +18,10 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from torch import Tensor, nn
 
 from digitlab.data import normalize
-from digitlab.errors import DigitlabError
+from digitlab.errors import DigitlabError, WrongTypeError
 from digitlab.preprocess import to_mnist
 from digitlab.strokes import draw_strokes, pen_digit
+from digitlab.train import predict
 
 SOURCES = ("font", "pen", "photo", "lowres")
 # Digit-bearing fonts bundled with matplotlib (so present wherever digitlab is installed), split in two:
@@ -215,12 +216,12 @@ def lowres_image(digit: int, rng: np.random.Generator, fonts: list[str]) -> tupl
 def foreign_bench(split: str = "tune", per_digit: int = 50, sources: tuple[str, ...] = SOURCES) -> ForeignBench:
     """`per_digit` pictures of each digit from each source; "tune" and "report" differ in seeds and fonts."""
     if split not in SEEDS:
-        raise ValueError(f"split must be 'tune' or 'report', not {split!r}.")
+        raise DigitlabError(f"split must be 'tune' or 'report', not {split!r}.")
     unknown = [s for s in sources if s not in SOURCES]
     if unknown:
-        raise ValueError(f"unknown source(s) {unknown}; the sources are {list(SOURCES)}.")
+        raise DigitlabError(f"unknown source(s) {unknown}; the sources are {list(SOURCES)}.")
     if isinstance(per_digit, bool) or not isinstance(per_digit, int) or per_digit < 1:
-        raise ValueError(f"per_digit must be a whole number of at least 1, not {per_digit!r}.")
+        raise DigitlabError(f"per_digit must be a whole number of at least 1, not {per_digit!r}.")
     fonts = FONTS[split]
     images, labels, names, origins = [], [], [], []
     for source in sources:
@@ -258,14 +259,12 @@ def mnist_inputs(bench: ForeignBench, preprocess: Callable = to_mnist) -> tuple[
 def _predictions(model, X: Tensor) -> Tensor:
     """Predicted digits of a network, a `Predictor` (anything with .predict) or a function of images [N, 28, 28]."""
     if isinstance(model, nn.Module):
-        from digitlab.train import predict
-
         return predict(model, X)
     if hasattr(model, "predict"):
         return model.predict(X)
     if callable(model):
         return torch.as_tensor(model(X))
-    raise TypeError(f"model must be a network, a Predictor or a function of images, not {type(model).__name__}.")
+    raise WrongTypeError(f"model must be a network, a Predictor or a function of images, not {type(model).__name__}.")
 
 
 def accuracy_by_source(model, bench: ForeignBench, preprocess: Callable = to_mnist) -> dict[str, float]:

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from digitlab import foreign
+from digitlab import non_mnist
 from digitlab.data import MNIST_MEAN, MNIST_STD
 from digitlab.errors import DigitlabError
-from digitlab.foreign import (
+from digitlab.non_mnist import (
     FONTS,
     LOWRES_SIZES,
     PAD_SIZE,
@@ -151,8 +151,8 @@ def test_typed_training_digits_are_seeded_mnist_style_and_in_the_tune_fonts_only
     assert not torch.equal(typed_digits(30, seed=8)[0], X)
     assert typed_digits(0)[0].shape == (0, 1, 28, 28)
     fonts_used = set()
-    original = foreign.font_image
-    monkeypatch.setattr(foreign, "font_image",
+    original = non_mnist.font_image
+    monkeypatch.setattr(non_mnist, "font_image",
                         lambda digit, rng, fonts: fonts_used.update(fonts) or original(digit, rng, fonts))
     typed_digits(10)
     assert fonts_used == set(FONTS["tune"])  # the report part's fonts stay unseen in training
