@@ -3,11 +3,10 @@
 The same 1,000 pictures (500 MNIST test digits enlarged to the pad's 280x280, 500 pen digits from
 `digitlab.strokes`) go through the page's own JavaScript (book/pad/preprocess.js and network.js, with ONNX Runtime
 Web in Node on the exported course network) and through `to_mnist` and PyTorch (`course_model()`). Skipped only
-where `node` or `npm` is missing; `npm ci` installs the pinned runtime when book/pad/node_modules is missing.
+where `node` or `npm` is missing; the `pad_runtime` fixture runs `npm ci` where book/pad/node_modules is missing.
 """
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -26,15 +25,6 @@ from digitlab.widgets import PAD_SIZE, PEN_WIDTH
 
 PAD = webpad.PAD_DIR
 N_MNIST, N_PEN = 500, 500
-
-
-def pad_runtime() -> None:
-    """book/pad/node_modules as package-lock.json pins it (`npm ci`), or skip where Node.js is missing."""
-    if not shutil.which("node") or not shutil.which("npm"):
-        pytest.skip("node and npm are needed for the pad's agreement test (Node.js 18 or later)")
-    stamp = PAD / "node_modules" / ".package-lock.json"
-    if not stamp.exists() or stamp.stat().st_mtime < (PAD / "package-lock.json").stat().st_mtime:
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PAD, check=True, capture_output=True, timeout=300)
 
 
 def pad_pictures() -> tuple[np.ndarray, np.ndarray]:
@@ -81,8 +71,7 @@ def node_side(pictures: np.ndarray, tmp: Path) -> tuple[np.ndarray, np.ndarray, 
 
 
 @pytest.fixture(scope="module")
-def both(tmp_path_factory):
-    pad_runtime()
+def both(tmp_path_factory, pad_runtime):
     pictures, digits = pad_pictures()
     return python_side(pictures), node_side(pictures, tmp_path_factory.mktemp("pad")), digits
 
@@ -122,3 +111,32 @@ def test_a_record_of_another_network_stops_the_build(tmp_path):
     (tmp_path / "model.json").write_text(json.dumps({**record, "checkpoint_sha256": "0" * 64}))
     with pytest.raises(DigitlabError, match="refresh it with python -m digitlab.webpad"):
         webpad.read_record(tmp_path / "model.json")
+
+
+def odd_pictures() -> tuple[np.ndarray, list[str]]:
+    """Pictures that take the other turns of to_mnist: refused ones, a light page, ink touching the border."""
+    rng = np.random.default_rng(7)
+    pen = [np.asarray(draw_strokes(pen_digit(d, rng, PAD_SIZE), PAD_SIZE, PEN_WIDTH)) for d in (3, 8, 5)]
+    half = [np.asarray(draw_strokes(pen_digit(d, rng, PAD_SIZE // 2), PAD_SIZE // 2, PEN_WIDTH // 2)) for d in (2, 7)]
+    speck = np.zeros((PAD_SIZE, PAD_SIZE), np.uint8)
+    speck[130:150, 130:145] = 255
+    ruled = pen[1].copy()
+    ruled[:6] = 255                                               # a line along the top edge
+    pictures = {"blank": np.zeros((PAD_SIZE, PAD_SIZE), np.uint8), "speck": speck,
+                "noise": rng.integers(0, 256, (PAD_SIZE, PAD_SIZE)).astype(np.uint8),
+                "two digits": np.pad(np.hstack(half), ((70, 70), (0, 0))),
+                "light page": 255 - pen[0], "ruled top": ruled, "plain": pen[2]}
+    return np.stack(list(pictures.values())), list(pictures)
+
+
+def test_blank_and_odd_pictures_are_refused_or_read_alike(tmp_path, pad_runtime):
+    pictures, names = odd_pictures()
+    py_refused, py_pixels, py_probs = python_side(pictures)
+    js_refused, js_pixels, js_probs = node_side(pictures, tmp_path)
+    print(dict(zip(names, zip(py_refused.tolist(), js_refused.tolist(), strict=True), strict=True)))
+    assert py_refused[:4].all() and js_refused.tolist() == py_refused.tolist()   # blank, speck, noise, two digits
+    read = ~py_refused
+    assert read.sum() >= 2
+    assert np.abs(py_pixels[read] - js_pixels[read]).max() <= 0.02
+    assert (py_probs[read].argmax(1) == js_probs[read].argmax(1)).all()
+    assert np.abs(py_probs[read] - js_probs[read]).max() <= 0.01
