@@ -31,7 +31,7 @@ lab: data  ## start JupyterLab on the course notebooks (the learner's lab: no in
 lint: setup
 	$(VENV)/bin/ruff check .
 
-test: lint pad-runtime  ## ruff, then the unit tests and every notebook in fast mode (nbval), in one pytest run
+test: lint  ## ruff, then the unit tests and every notebook in fast mode (nbval), in one pytest run
 	DIGITLAB_FAST=1 $(PY) -m pytest tests notebooks --nbval-lax --nbval-current-env --durations=15
 
 # The notebooks that need what a floor can break beyond the unit tests: matplotlib's fonts, the ONNX export, the

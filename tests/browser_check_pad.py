@@ -4,13 +4,14 @@ Run by hand after `make book` (not part of `make test`): it needs Chromium and P
 
     python tests/browser_check_pad.py --chromium /usr/bin/chromium --python .venv/bin/python
 
-It serves build/book/html on 127.0.0.1 and, on book/pad.html, draws 20 pen digits from `digitlab.strokes` (two of
-each, made by `--python`, which has digitlab) with the mouse, scaled to the canvas. It checks that at least 18 are
-read right, that no console error or failed request occurs and nothing is requested from another host, that a
-blank pad and a speck get a message instead of bars, that Clear is reachable with the keyboard, and that chapter
-06's page has a working pad. It reports the time from each stroke's end to the bars showing its prediction, as the
-page measures it (performance.now()), median and slowest, with the machine. Screenshots (a drawn digit; a
-390-pixel-wide viewport; the dark colour scheme) go to build/book/screenshots/. Exits 1 if anything failed.
+It serves build/book/html on 127.0.0.1 (or uses the server that `--url` names) and, on book/pad.html, draws 20
+pen digits from `digitlab.strokes` (two of each, made by `--python`, which has digitlab) with the mouse, scaled to
+the canvas. It checks that at least 18 are read right, that no console error or failed request occurs and nothing
+is requested from another host, that a blank pad and a speck get a message instead of bars, that Clear is reachable
+with the keyboard, and that chapter 06's page has a working pad. It reports the time from each stroke's end to the
+bars showing its prediction, as the page measures it (performance.now()), median and slowest, with the machine.
+Screenshots (a drawn digit; a 390-pixel-wide viewport; the dark colour scheme) go to build/book/screenshots/.
+Exits 1 if anything failed.
 """
 
 from __future__ import annotations
@@ -69,14 +70,16 @@ def main() -> int:
     parser.add_argument("--shots", type=Path, default=ROOT / "build" / "book" / "screenshots")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"), help="a Python with digitlab")
+    parser.add_argument("--url", help="check the site a server already serves here (e.g. http://localhost:8000/, "
+                                      "python3 -m http.server -d build/book/html) instead of serving --site")
     args = parser.parse_args()
-    if not (args.site / "_static" / "pad" / "pad.js").exists():
+    if not args.url and not (args.site / "_static" / "pad" / "pad.js").exists():
         print(f"no pad in {args.site}: run `make book` first")
         return 1
     made = json.loads(subprocess.run([args.python, "-c", STROKES], capture_output=True, text=True, check=True,
                                      cwd=ROOT).stdout)
     args.shots.mkdir(parents=True, exist_ok=True)
-    server, base = serve(args.site)
+    server, base = (None, args.url.rstrip("/") + "/") if args.url else serve(args.site)
     failures: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=args.chromium)
@@ -96,6 +99,7 @@ def main() -> int:
             shown.append(f"{digit}->{seen or '-'}")
             if digit == 7 and right == len(shown):
                 page.screenshot(path=str(args.shots / "pad-desktop.png"))
+                page.locator(".digit-pad").screenshot(path=str(args.shots / "pad.png"))
         print(f"drawn with the mouse: {right} of {len(shown)} right ({' '.join(shown)})")
         if right < 18:
             failures.append(f"only {right} of 20 drawn digits read right")
@@ -147,7 +151,8 @@ def main() -> int:
             failures.append(f"chapter 06's pad read {seen!r} for a {made['digits'][6]}")
         failures += [f"chapter 06: {p}" for p in watch.problems]
         browser.close()
-    server.shutdown()
+    if server is not None:
+        server.shutdown()
     print(f"stroke end to bars: median {statistics.median(latencies):.1f} ms, slowest {max(latencies):.1f} ms over "
           f"{len(latencies)} strokes (headless Chromium, {made['machine']})")
     for failure in failures:
