@@ -11,7 +11,7 @@ PIN := $(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 # https://download.pytorch.org/whl/cpu for the CPU-only build (under 1 GB).
 TORCH_INDEX ?=
 
-.PHONY: setup data lab test test-oldest lint course bench bench-grading bad-input student assignments grade book clean
+.PHONY: setup data lab test test-oldest lint course bench bench-grading bad-input student assignments grade book pad-runtime pad-model clean
 
 setup: $(STAMP)  ## create .venv and install digitlab with its test, instructor, ONNX and book extras
 
@@ -69,7 +69,18 @@ grade: setup  ## autograde every new or changed submission of ASSIGNMENT, each s
 	$(if $(ASSIGNMENT),,$(error say which assignment: make grade ASSIGNMENT=training (the names: ls build/course/release)))
 	$(PY) -m digitlab.assignments grade $(ASSIGNMENT) $(if $(WORKERS),--workers $(WORKERS))
 
-book: setup  ## the course as a website in build/book/html, from the committed notebooks (nothing is executed, no network)
+# The website's drawing pad: ONNX Runtime Web as book/pad/package-lock.json pins it (npm ci, from the npm registry).
+PAD_RUNTIME := book/pad/node_modules/.package-lock.json
+
+pad-runtime: $(PAD_RUNTIME)
+
+$(PAD_RUNTIME): book/pad/package-lock.json
+	cd book/pad && npm ci --no-audit --no-fund
+
+pad-model: data  ## after the course network changes: refresh book/pad/model.json (the pad's network on MNIST test)
+	$(PY) -m digitlab.webpad
+
+book: setup pad-runtime  ## the course as a website in build/book/html, from the committed notebooks and the course network (nothing is trained or executed)
 	$(PY) -m sphinx -b html -c book -d build/book/doctrees -W --keep-going -q . build/book/html
 	@echo "The course website: python3 -m http.server -d build/book/html, then open http://localhost:8000/"
 

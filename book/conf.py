@@ -19,13 +19,15 @@ extensions = ["myst_nb", "sphinx-mathjax-offline", "digitlab_book"]
 root_doc = "book/index"
 include_patterns = [
     "book/index.md",
+    "book/pad.md",
     "notebooks/[0-9]*.ipynb",
     "notebooks/README.md",
     "README.md",
     "data/README.md",
     "jupyter/README.md",
 ]
-exclude_patterns = [".venv*", "build", ".git", "**/.ipynb_checkpoints", "data/MNIST", "models", "shared"]
+exclude_patterns = [".venv*", "build", ".git", "**/.ipynb_checkpoints", "data/MNIST", "models", "shared",
+                    "**/node_modules"]
 
 # Notebooks: the committed outputs, nothing executed; widgets are made static in digitlab_book.py, so no widget
 # JavaScript is loaded from anywhere.

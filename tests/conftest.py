@@ -1,11 +1,29 @@
-"""Shared fixtures: small MNIST subsets and the quick-mode course network (made once per session), fake records."""
+"""Shared fixtures: small MNIST subsets, the quick-mode course network (made once per session), fake records, and
+the website pad's runtime (npm ci)."""
 
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from digitlab.ablation import make_config
 from digitlab.checkpoints import course_model
 from digitlab.data import load_mnist, mnist_splits
+
+PAD = Path(__file__).resolve().parent.parent / "book" / "pad"
+
+
+@pytest.fixture(scope="session")
+def pad_runtime() -> Path:
+    """book/pad/node_modules as package-lock.json pins it (`npm ci` where missing or stale), for the website's
+    drawing pad; skips where Node.js is missing."""
+    if not shutil.which("node") or not shutil.which("npm"):
+        pytest.skip("the website's drawing pad needs Node.js and npm (ONNX Runtime Web, installed by npm ci)")
+    stamp = PAD / "node_modules" / ".package-lock.json"
+    if not stamp.exists() or stamp.stat().st_mtime < (PAD / "package-lock.json").stat().st_mtime:
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PAD, check=True, capture_output=True, timeout=600)
+    return PAD
 
 
 @pytest.fixture(scope="session")

@@ -32,7 +32,7 @@ def sphinx(src: Path, out: Path, *options: str) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> tuple[subprocess.CompletedProcess, Path]:
+def site(tmp_path_factory, pad_runtime) -> tuple[subprocess.CompletedProcess, Path]:
     out = tmp_path_factory.mktemp("book")
     return sphinx(ROOT, out), out / "html"
 
@@ -262,3 +262,43 @@ def test_the_course_map_refuses_a_chapter_missing_from_a_table():
     assert table.count("\n") == len(names) + 2
     with pytest.raises(Exception, match="chapter 99"):
         book.course_map(readme, times, [*names, "99_new_chapter"])
+
+
+def test_the_drawing_pad_has_its_page_linked_from_the_course_map(site):
+    from digitlab.webpad import read_record
+
+    record = read_record()
+    assert 'href="pad.html"' in (site[1] / "book" / "index.html").read_text()
+    soup = page(site, "book/pad.html")
+    pads = soup.select("div.digit-pad[data-digit-pad]")
+    assert len(pads) == 1
+    pad = pads[0]
+    assert pad.select_one("canvas.digit-pad-canvas")["aria-label"].startswith("Drawing area")
+    assert pad.select_one("canvas.digit-pad-preview")["aria-label"]
+    assert [b.get_text() for b in pad.select("button")] == ["Clear", "Undo stroke"]
+    assert [th.get_text() for th in pad.select("table.digit-pad-bars th")] == [str(d) for d in range(10)]
+    assert pad.select_one(".digit-pad-caption")["aria-live"] == "polite"
+    about = pad.select_one(".digit-pad-about").get_text()
+    assert record["checkpoint"] in about
+    assert f"{record['test_correct'] / record['test_images']:.2%}" in about
+    assert [s["src"] for s in soup.select("script[type=module]")] == ["../_static/pad/pad.js"]
+
+
+def test_chapter_06_shows_the_pad_below_its_note(site):
+    soup = page(site, "notebooks/06_realtime_recognition.html")
+    pads = soup.select("div.digit-pad")
+    assert len(pads) == 1
+    note = pads[0].find_previous("div", class_="widget-note")
+    assert note is not None and "Drawing pad" in note.get_text()
+    assert soup.select_one(".digit-pad-here a")["href"] == "../book/pad.html"
+
+
+def test_the_pad_s_files_are_in_the_site(site):
+    out = site[1] / "_static" / "pad"
+    for name in book.PAD_SOURCES + book.RUNTIME_FILES:
+        assert (out / name).read_bytes() == ((book.PAD_DIR if name in book.PAD_SOURCES else book.RUNTIME) /
+                                              name).read_bytes(), name
+    assert (out / "ort-wasm-simd-threaded.wasm").read_bytes()[:4] == b"\0asm"
+    model = (out / "digit_cnn.onnx").read_bytes()
+    assert 1_000_000 < len(model) < 3_000_000
+    assert sorted(p.name for p in out.iterdir()) == sorted([*book.PAD_SOURCES, *book.RUNTIME_FILES, "digit_cnn.onnx"])
