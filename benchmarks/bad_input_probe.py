@@ -597,7 +597,7 @@ def counts(rows) -> str:
 
 def report(rows: list[tuple[str, str, str, str]], seconds: float, before: dict | None) -> str:
     """The table; with `before` (an earlier run's JSON), each case's outcome then too."""
-    from digitlab.settings import machine
+    from digitlab.measure import machine
 
     info = machine()
     lines = ["# Bad input probe", "",

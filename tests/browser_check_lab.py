@@ -10,6 +10,11 @@ code is not on the page, only their first line), no nbgrader marker ("BEGIN SOLU
 at most 5 assert lines are shown, every written
 answer's question is shown, "Going deeper" headings are collapsed. Screenshots of each chapter's top and of its
 exercises go to build/lab-screenshots/. Exits 1 if anything failed.
+
+`--pad` checks chapter 06's drawing pad instead, live: a scratch notebook with the pad of the course network is
+run in the learner's JupyterLab, ten digits from `digitlab.strokes` are drawn on it with the mouse (made by
+`--python`, which has digitlab), then two digits side by side and a speck; the caption must name the digit, then
+say what is wrong. Screenshots of each go to build/lab-screenshots/pad-*.png.
 """
 
 from __future__ import annotations
@@ -110,11 +115,93 @@ def check_notebook(page, port: int, path: Path) -> list[str]:
     return problems
 
 
+PAD_CELL = """from digitlab.checkpoints import course_model
+from digitlab.infer import Predictor
+from digitlab.widgets import drawing_pad
+
+drawing_pad(Predictor(course_model()[0]))"""
+STROKES = """import json, numpy as np
+from digitlab.strokes import pen_digit
+from digitlab.widgets import PAD_SIZE
+rng = np.random.default_rng(6)
+print(json.dumps({"size": PAD_SIZE, "strokes": [[s.tolist() for s in pen_digit(d, rng, PAD_SIZE)] for d in range(10)]}))
+"""
+
+
+def draw(page, canvas, strokes: list[list[list[float]]], size: int) -> None:
+    """Draw `strokes` (pad units) with the mouse on the pad's canvas, whatever its size on screen."""
+    box = canvas.bounding_box()
+    scale = box["width"] / size
+    for stroke in strokes:
+        points = [(box["x"] + x * scale, box["y"] + y * scale) for x, y in stroke]
+        page.mouse.move(*points[0])
+        page.mouse.down()
+        for point in points[1:]:
+            page.mouse.move(*point, steps=2)
+        page.mouse.up()
+
+
+def caption_after(page, pad, strokes, size: int) -> str:
+    """Clear the pad, draw `strokes`, and return the caption once the kernel has answered."""
+    pad.get_by_role("button", name="clear").click()
+    page.wait_for_timeout(500)
+    draw(page, pad.locator("canvas").last, strokes, size)
+    page.wait_for_timeout(2500)
+    return pad.locator(".widget-label").nth(1).inner_text()
+
+
+def check_pad(page, port: int, python: str) -> list[str]:
+    """Run the drawing pad in JupyterLab, draw on it, and return what is wrong with what it says."""
+    made = json.loads(subprocess.run([python, "-c", STROKES], capture_output=True, text=True, check=True).stdout)
+    size, problems = made["size"], []
+    scratch = ROOT / "notebooks" / "pad_check_scratch.ipynb"
+    scratch.write_text(json.dumps({"cells": [{"cell_type": "code", "metadata": {}, "source": PAD_CELL,
+                                              "outputs": [], "execution_count": None}],
+                                   "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+                                   "nbformat": 4, "nbformat_minor": 5}))
+    try:
+        page.goto(f"http://127.0.0.1:{port}/lab/workspaces/check-pad/tree/{scratch.name}?reset")
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        page.wait_for_timeout(3000)
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.keyboard.press("Shift+Enter")
+        pad = page.locator(".jp-OutputArea-output").filter(has=page.locator("canvas")).first
+        pad.wait_for(timeout=180_000)
+        page.wait_for_timeout(2000)
+        right = 0
+        for digit, strokes in enumerate(made["strokes"]):
+            said = caption_after(page, pad, strokes, size)
+            right += said.startswith(f"predicted {digit}")
+            print(f"  drew a {digit}: {said}")
+            if digit == 7:
+                page.screenshot(path=SHOTS / "pad-digit.png")
+        if right < 9:
+            problems.append(f"only {right} of 10 drawn digits read right")
+        one = made["strokes"][1]
+        two = [[[x * 0.45, y] for x, y in s] for s in one] + [[[x * 0.45 + size * 0.5, y] for x, y in s] for s in one]
+        said = caption_after(page, pad, two, size)
+        print(f"  drew two 1s side by side: {said}")
+        page.screenshot(path=SHOTS / "pad-two-digits.png")
+        if "side by side" not in said:
+            problems.append(f"two digits: the caption says {said!r}")
+        speck = [[[size / 2, size / 2], [size / 2 + 1, size / 2]]]
+        said = caption_after(page, pad, speck, size)
+        print(f"  drew a speck: {said}")
+        page.screenshot(path=SHOTS / "pad-speck.png")
+        if not said.startswith("No digit found"):
+            problems.append(f"a speck: the caption says {said!r}")
+    finally:
+        scratch.unlink(missing_ok=True)
+    return problems
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chromium", default="/usr/bin/chromium", help="the Chromium executable")
     parser.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"), help="Python with JupyterLab")
+    parser.add_argument("--pad", action="store_true", help="check chapter 06's drawing pad, live, instead")
     args = parser.parse_args()
+    SHOTS.mkdir(parents=True, exist_ok=True)
     port = free_port()
     lab = start_lab(args.python, port, Path(tempfile.mkdtemp()))
     failed = False
@@ -122,9 +209,13 @@ def main() -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=FLAGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            for path in NOTEBOOKS:
+            for path in [] if args.pad else NOTEBOOKS:
                 problems = check_notebook(page, port, path)
                 print(f"{path.stem}: {'ok' if not problems else '; '.join(problems)}")
+                failed |= bool(problems)
+            if args.pad:
+                problems = check_pad(page, port, args.python)
+                print(f"drawing pad: {'ok' if not problems else '; '.join(problems)}")
                 failed |= bool(problems)
             browser.close()
     finally:
