@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import time
 
 import ipywidgets as widgets
@@ -124,17 +125,18 @@ def probability_text(probs: Tensor) -> str:
     return f"predicted {pred} (p = {float(probs[pred]):.3f})"
 
 
-def _probability_widgets() -> tuple[widgets.Label, list[widgets.FloatProgress], widgets.VBox]:
-    """A caption and ten labelled probability bars, updated in place (fast enough for live drawing)."""
-    caption = widgets.Label("draw a digit")
+def _probability_widgets() -> tuple[widgets.HTML, list[widgets.FloatProgress], widgets.VBox]:
+    """A caption and ten labelled probability bars, updated in place (fast enough for live drawing); the caption
+    wraps, so that a message such as why nothing is read shows whole."""
+    caption = widgets.HTML("draw a digit")
     bars = [widgets.FloatProgress(min=0, max=1, description=str(d), layout={"width": "260px"}) for d in range(10)]
     return caption, bars, widgets.VBox([caption, *bars])
 
 
-def _show_probabilities(caption: widgets.Label, bars: list[widgets.FloatProgress], probs: Tensor | None,
+def _show_probabilities(caption: widgets.HTML, bars: list[widgets.FloatProgress], probs: Tensor | None,
                         message: str = "") -> None:
     """Set the caption and bars to `probs` (or empty them and show `message`)."""
-    caption.value = probability_text(probs) if probs is not None else message
+    caption.value = html.escape(probability_text(probs) if probs is not None else message)
     best = int(probs.argmax()) if probs is not None else -1
     for d, bar in enumerate(bars):
         bar.value = float(probs[d]) if probs is not None else 0.0

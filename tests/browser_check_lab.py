@@ -147,7 +147,7 @@ def caption_after(page, pad, strokes, size: int) -> str:
     page.wait_for_timeout(500)
     draw(page, pad.locator("canvas").last, strokes, size)
     page.wait_for_timeout(2500)
-    return pad.locator(".widget-label").nth(1).inner_text()
+    return pad.locator(".widget-html").first.inner_text()
 
 
 def check_pad(page, port: int, python: str) -> list[str]:
