@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -166,3 +167,11 @@ def test_report_user_errors(error, code, capsys):
 def test_report_user_errors_lets_bugs_raise():
     with pytest.raises(ZeroDivisionError):
         report_user_errors(lambda: 1 / 0)
+
+
+def test_the_digitlab_command_is_installed_with_the_package():
+    command = Path(sys.executable).parent / "digitlab"
+    if not command.exists():
+        pytest.skip("digitlab is not installed in this Python's environment (pip install -e .)")
+    done = subprocess.run([str(command), "train", "--help"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("usage: digitlab train")
