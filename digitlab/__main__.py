@@ -15,7 +15,7 @@ except DigitlabError as err:
     sys.exit(f"error: {err}")
 
 from digitlab.checkpoints import load, save, train_network
-from digitlab.config import OPTIMIZERS, PRECISIONS, RECIPES, SCHEDULES, RunConfig
+from digitlab.config import OPTIMIZERS, PARTS, PRECISIONS, RECIPES, SCHEDULES, RunConfig
 from digitlab.data import load_mnist, mnist_splits
 from digitlab.files import check_writable
 from digitlab.train import check_seed, evaluate, get_device
@@ -61,7 +61,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def run_config(args: argparse.Namespace) -> RunConfig:
     """The recipe changed by the settings given on the command line."""
-    given = {name: getattr(args, name) for name in RunConfig.names("data", "model", "fit", "run") if name in args}
+    given = {name: getattr(args, name) for name in RunConfig.names(*PARTS) if name in args}
     return RECIPES[args.recipe].replace(**given)
 
 

@@ -20,6 +20,7 @@ SCHEDULES = {"none": None, "step": "epoch", "onecycle": "batch", "plateau": "val
 PRECISIONS = ("fp32", "bf16")  # float32 everywhere, or bfloat16 autocast for the forward pass
 DEVICE_TYPES = ("cpu", "cuda", "mps", "xpu")  # what can train a network ('meta' keeps shapes only)
 
+PARTS = ("data", "model", "fit", "run")  # a run's settings: what it trains on, the network, fit, where and how
 KINDS = {bool: "True or False", int: "a whole number", float: "a number", str: "a name"}  # for error messages
 
 
@@ -28,7 +29,7 @@ def _setting(part: str, default, help: str):
     return field(default=default, metadata={"part": part, "help": help})
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class RunConfig(Mapping):
     """Every setting of a training run except the seed: its data, model and fit settings, which decide its numbers,
     and where and how it runs (device, precision), which do not name it.
@@ -55,7 +56,14 @@ class RunConfig(Mapping):
     precision: str = _setting("run", "auto", "fp32, bf16 (bfloat16 autocast) or auto: $DIGITLAB_PRECISION if set, "
                                              "else bf16 on CPUs with bf16 units, else fp32")
 
-    def __post_init__(self):
+    def __init__(self, **settings):
+        """Any settings by name (the others keep their defaults); an unknown name is refused with the list."""
+        unknown = [name for name in settings if name not in self.names(*PARTS)]
+        if unknown:
+            raise DigitlabError(f"{unknown[0]!r} is not a setting of a run; the settings are "
+                                f"{', '.join(self.names(*PARTS))}.")
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, settings.get(f.name, f.default))
         check_config(self)
 
     def __getitem__(self, name: str):
@@ -78,17 +86,13 @@ class RunConfig(Mapping):
         parts = parts or ("data", "model", "fit")
         return [f.name for f in dataclasses.fields(cls) if f.metadata["part"] in parts]
 
-    def settings(self, part: str) -> dict:
-        """The settings of one part: `data`, `model` (the network's options), `fit` or `run` (device, precision)."""
-        return {name: getattr(self, name) for name in self.names(part)}
+    def settings(self, *parts: str) -> dict:
+        """The settings of `parts`: `data`, `model` (the network's options), `fit` or `run` (device, precision)."""
+        return {name: getattr(self, name) for name in self.names(*parts)}
 
     def replace(self, **changes) -> RunConfig:
         """A copy with `changes`, checked like a new config; an unknown setting is refused by name."""
-        unknown = [name for name in changes if name not in self.names("data", "model", "fit", "run")]
-        if unknown:
-            raise DigitlabError(f"{unknown[0]!r} is not a setting of a run; the settings are "
-                                f"{', '.join(self.names('data', 'model', 'fit', 'run'))}.")
-        return dataclasses.replace(self, **changes)
+        return RunConfig(**{**self.settings(*PARTS), **changes})
 
     def key(self) -> str:
         """A short hash of every setting that decides the numbers, defaults included: it names the run's records

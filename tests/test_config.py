@@ -59,6 +59,8 @@ def test_replace_checks_the_changes_and_names_an_unknown_setting():
     assert RunConfig().replace(lr=0.01, precision="bf16") == RunConfig(lr=0.01)
     with pytest.raises(ValueError, match="'width' is not a setting of a run; the settings are n_train, "):
         RunConfig().replace(width=3)
+    with pytest.raises(ValueError, match="'width' is not a setting of a run; the settings are n_train, .*precision"):
+        RunConfig(width=3)   # a DigitlabError, not Python's TypeError from a dataclass
     with pytest.raises(ValueError, match="lr must be a positive"):
         RECIPE.replace(lr=-1.0)
 
