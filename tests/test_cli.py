@@ -60,12 +60,20 @@ def test_train_then_evaluate(tmp_path, capsys):
     (["train", "--out", "{tmp}/junk.pt/m.pt"], "cannot write"),
     (["data"], "could not be downloaded"),
 ])
-def test_user_errors_print_one_message_and_no_traceback(tmp_path, args, message):
+def test_user_errors_print_one_message_and_no_traceback(tmp_path, args, message, monkeypatch, capsys):
+    """In this process, offline, with no MNIST anywhere (the next tests run whole processes)."""
+    import torchvision.datasets
+
+    from digitlab import data
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])  # nothing listens there
+    monkeypatch.setattr(data, "DOWNLOAD_DIR", tmp_path / "downloads")
+    monkeypatch.setenv("DIGITLAB_DATA", str(tmp_path / "empty"))
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    result = run_cli([a.format(tmp=tmp_path) for a in args], tmp_path, data=str(tmp_path / "empty"))
-    assert result.returncode == 2
-    assert result.stderr.startswith("error: ") and message in result.stderr
-    assert "Traceback" not in result.stderr + result.stdout
+    assert main([a.format(tmp=tmp_path) for a in args]) == 2   # a traceback would be an exception here
+    printed = capsys.readouterr()
+    assert printed.err.startswith("error: ") and message in printed.err
+    assert "Traceback" not in printed.err + printed.out
     assert not (tmp_path / "m.pt").exists()
 
 

@@ -1,6 +1,7 @@
 """The package is a house without circles: every import, at the top of a module or inside a function, goes down."""
 
 import ast
+import functools
 import graphlib
 
 from digitlab.settings import PROJECT_DIR
@@ -23,16 +24,18 @@ def imports_of(module: str) -> set[str]:
     return found - {module}
 
 
-def graph() -> dict[str, set[str]]:
-    return {path.stem: imports_of(path.stem) for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
+@functools.cache
+def graph() -> dict[str, frozenset[str]]:
+    """Every module of the package and the digitlab modules it imports."""
+    return {path.stem: frozenset(imports_of(path.stem)) for path in PACKAGE.glob("*.py") if path.stem != "__init__"}
 
 
 def floors() -> dict[str, int]:
     """Each module's floor: 0 for one that imports no digitlab module, else one above the highest it imports."""
-    order = list(graphlib.TopologicalSorter(graph()).static_order())  # raises CycleError on a circle
+    imports = graph()
     floor = {}
-    for module in order:
-        floor[module] = 1 + max((floor[m] for m in graph()[module]), default=-1)
+    for module in graphlib.TopologicalSorter(imports).static_order():  # raises CycleError on a circle
+        floor[module] = 1 + max((floor[m] for m in imports[module]), default=-1)
     return floor
 
 
