@@ -116,15 +116,6 @@ def pad_html(prefix: str, record: dict, model_bytes: int) -> str:
     )
 
 
-def _pad_output(output: dict[str, Any], note: str, pad: str) -> dict[str, Any]:
-    """The notebook pad's output on the website: its note, then the pad that runs in the browser."""
-    box = ('<div class="admonition note widget-note"><p class="admonition-title">Interactive in JupyterLab</p>'
-           f"<p>{html.escape(note)}</p></div>")
-    here = ('<p class="digit-pad-here">On this website, the pad below runs the same network in your browser '
-            '(also on <a href="../book/pad.html">its own page</a>):</p>')
-    return {**output, "data": {"text/html": box + here + pad, "text/plain": note}}
-
-
 def _widget_output(output: dict[str, Any], state: dict[str, Any], pad: str | None = None) -> dict[str, Any]:
     """A widget's output with the widget view replaced by static text or a note (the drawing pad's by `pad`)."""
     data = dict(output["data"])
@@ -135,10 +126,11 @@ def _widget_output(output: dict[str, Any], state: dict[str, Any], pad: str | Non
     note = _text(data.get("text/plain", "")).strip()
     if not note or note.startswith(("HBox(", "VBox(", "Output(", "<")):
         note = "An interactive widget: run this cell in JupyterLab to use it (it needs a running kernel)."
-    if pad is not None and note.startswith(PAD_NOTE):
-        return _pad_output(output, note, pad)
     box = ('<div class="admonition note widget-note"><p class="admonition-title">Interactive in JupyterLab</p>'
            f"<p>{html.escape(note)}</p></div>")
+    if pad is not None and note.startswith(PAD_NOTE):  # the notebook's pad: its note, then the website's pad
+        box += ('<p class="digit-pad-here">On this website, the pad below runs the same network in your browser '
+                f'(also on <a href="../book/pad.html">its own page</a>):</p>{pad}')
     return {**output, "data": {"text/html": box, "text/plain": note}}
 
 
@@ -202,7 +194,7 @@ def course_map(readme: str, notebooks_readme: str, notebooks: list[str], prefix:
 def _pad(app: Sphinx, docname: str) -> str | None:
     """The pad's markup for a page (None where the builder makes no HTML)."""
     made = getattr(app, "digitlab_pad", None)
-    return pad_html("../" * docname.count("/"), *made) if made else None
+    return pad_html("../" * docname.count("/"), made[0], made[1].stat().st_size) if made else None
 
 
 def _source_read(app: Sphinx, docname: str, source: list[str]) -> None:
@@ -249,8 +241,7 @@ def export_pad(app: Sphinx) -> None:
         model = webpad.export_pad_model(Path(app.doctreedir) / "pad" / webpad.MODEL_FILE)
     except DigitlabError as err:
         raise ExtensionError(f"the drawing pad: {err}") from err
-    app.digitlab_pad = (record, model.stat().st_size)
-    app.digitlab_pad_model = model
+    app.digitlab_pad = (record, model)
 
 
 def pad_pages(app: Sphinx, env, added: set[str], changed: set[str], removed: set[str]) -> list[str]:
@@ -260,13 +251,14 @@ def pad_pages(app: Sphinx, env, added: set[str], changed: set[str], removed: set
 
 def copy_pad(app: Sphinx, exception: Exception | None) -> None:
     """After an HTML build: the pad's scripts, the runtime's files and the exported network into `_static/pad`."""
-    if exception is not None or not hasattr(app, "digitlab_pad_model"):
+    if exception is not None or not hasattr(app, "digitlab_pad"):
         return
     out = Path(app.outdir) / "_static" / "pad"
     out.mkdir(parents=True, exist_ok=True)
     for source in [PAD_DIR / name for name in PAD_SOURCES] + [RUNTIME / name for name in RUNTIME_FILES]:
         shutil.copyfile(source, out / source.name)
-    shutil.copyfile(app.digitlab_pad_model, out / app.digitlab_pad_model.name)
+    model = app.digitlab_pad[1]
+    shutil.copyfile(model, out / model.name)
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
