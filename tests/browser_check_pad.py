@@ -29,7 +29,7 @@ from playwright.sync_api import Page, sync_playwright
 ROOT = Path(__file__).resolve().parent.parent
 STROKES = """
 import json, numpy as np, torch
-from digitlab.settings import cpu_name
+from digitlab.measure import cpu_name
 from digitlab.strokes import pen_digit
 rng = np.random.default_rng(2029)
 digits = [d for d in range(10) for _ in range(2)]
